@@ -1,0 +1,139 @@
+//! Environment access for the telemetry layer: every variable it reads, named once.
+//!
+//! Configuration reads the environment through the [`Env`] trait so that tests can pass a
+//! `HashMap` instead of mutating the process environment (`set_var` is racy in a multi-threaded
+//! test binary). Nothing else in `traceway-otel` calls `std::env::var`.
+
+use std::collections::HashMap;
+
+/// A source of environment variables.
+pub trait Env: Send + Sync {
+    /// The value of `name`, or `None` when it is unset or not valid Unicode.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+/// Which exporter to use: `console` (default), `otlp_http`, `otlp_grpc`, `in_memory` (tests) or `none`.
+pub const OTEL_EXPORTER: &str = "OTEL_EXPORTER";
+/// Collector URL for `OTEL_EXPORTER`; a base URL that gets `/v1/traces` appended for HTTP.
+pub const OTEL_ENDPOINT: &str = "OTEL_ENDPOINT";
+/// Extra export headers as `k=v,k2=v2`, values percent-decoded; the lowest-priority header source.
+pub const OTEL_HEADERS: &str = "OTEL_HEADERS";
+/// Standard OTLP base endpoint (all signals); wins over `OTEL_ENDPOINT`.
+pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+/// Standard OTLP traces endpoint, used exactly as given; wins over every other endpoint variable.
+pub const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+/// Standard OTLP protocol (`http/protobuf`, `http/json`, `grpc`); wins over `OTEL_EXPORTER`.
+pub const OTEL_EXPORTER_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+/// Standard OTLP traces protocol; wins over `OTEL_EXPORTER_OTLP_PROTOCOL`.
+pub const OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+/// Standard OTLP headers (`k=v,...`); wins over `OTEL_HEADERS`.
+pub const OTEL_EXPORTER_OTLP_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+/// Standard OTLP traces headers; wins over `OTEL_EXPORTER_OTLP_HEADERS`.
+pub const OTEL_EXPORTER_OTLP_TRACES_HEADERS: &str = "OTEL_EXPORTER_OTLP_TRACES_HEADERS";
+/// Export request timeout in milliseconds (default 10000).
+pub const OTEL_EXPORTER_OTLP_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
+/// Traces export request timeout in milliseconds; wins over `OTEL_EXPORTER_OTLP_TIMEOUT`.
+pub const OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT";
+/// Export compression: `gzip` or `none` (default).
+pub const OTEL_EXPORTER_OTLP_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
+/// Traces export compression; wins over `OTEL_EXPORTER_OTLP_COMPRESSION`.
+pub const OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION";
+/// Resource `service.name` (default `traceway`).
+pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+/// Extra resource attributes as `k=v,k2=v2`, values percent-decoded.
+pub const OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
+/// Resource `deployment.environment` (LiteLLM's name for it).
+pub const OTEL_ENVIRONMENT_NAME: &str = "OTEL_ENVIRONMENT_NAME";
+/// Batch processor: spans held in the export queue before new ones are dropped (default 2048).
+pub const OTEL_BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
+/// Batch processor: milliseconds between two scheduled exports (Traceway default 1000).
+pub const OTEL_BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
+/// Batch processor: most spans sent in one export request (default 512).
+pub const OTEL_BSP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE";
+/// Batch processor: milliseconds one export (and the shutdown flush) may take (default 30000).
+pub const OTEL_BSP_EXPORT_TIMEOUT: &str = "OTEL_BSP_EXPORT_TIMEOUT";
+/// Milliseconds between two periodic metric exports (default 60000).
+pub const OTEL_METRIC_EXPORT_INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
+/// Milliseconds one metric export may take (default 30000).
+pub const OTEL_METRIC_EXPORT_TIMEOUT: &str = "OTEL_METRIC_EXPORT_TIMEOUT";
+/// `true` turns all telemetry off.
+pub const OTEL_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
+/// Truthy (`true`, `1`, `yes`) prints export problems (failed exports, drops, bad config) to stderr.
+pub const OTEL_DEBUG: &str = "OTEL_DEBUG";
+/// Alias of `OTEL_DEBUG` that LiteLLM also accepts.
+pub const DEBUG_OTEL: &str = "DEBUG_OTEL";
+/// Truthy selects the nested `litellm_request` span mode.
+pub const USE_OTEL_LITELLM_REQUEST_SPAN: &str = "USE_OTEL_LITELLM_REQUEST_SPAN";
+/// Where message content goes: `SPAN_ONLY` (default), `NO_CONTENT`, `EVENT_ONLY`, `SPAN_AND_EVENT`; `true`/`false` too.
+pub const OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: &str =
+    "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT";
+/// Comma list; `gen_ai_latest_experimental` selects strict OTel GenAI semconv naming.
+pub const OTEL_SEMCONV_STABILITY_OPT_IN: &str = "OTEL_SEMCONV_STABILITY_OPT_IN";
+
+/// Every variable above, for documentation and for tests that want a clean environment.
+pub const ALL: &[&str] = &[
+    OTEL_EXPORTER,
+    OTEL_ENDPOINT,
+    OTEL_HEADERS,
+    OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_EXPORTER_OTLP_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+    OTEL_EXPORTER_OTLP_HEADERS,
+    OTEL_EXPORTER_OTLP_TRACES_HEADERS,
+    OTEL_EXPORTER_OTLP_TIMEOUT,
+    OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+    OTEL_EXPORTER_OTLP_COMPRESSION,
+    OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
+    OTEL_SERVICE_NAME,
+    OTEL_RESOURCE_ATTRIBUTES,
+    OTEL_ENVIRONMENT_NAME,
+    OTEL_BSP_MAX_QUEUE_SIZE,
+    OTEL_BSP_SCHEDULE_DELAY,
+    OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+    OTEL_BSP_EXPORT_TIMEOUT,
+    OTEL_METRIC_EXPORT_INTERVAL,
+    OTEL_METRIC_EXPORT_TIMEOUT,
+    OTEL_SDK_DISABLED,
+    OTEL_DEBUG,
+    DEBUG_OTEL,
+    USE_OTEL_LITELLM_REQUEST_SPAN,
+    OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT,
+    OTEL_SEMCONV_STABILITY_OPT_IN,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashmap_env_reads_its_entries() {
+        let env = HashMap::from([(OTEL_EXPORTER.to_owned(), "none".to_owned())]);
+        assert_eq!(env.var(OTEL_EXPORTER).as_deref(), Some("none"));
+        assert_eq!(env.var(OTEL_ENDPOINT), None);
+    }
+
+    #[test]
+    fn every_name_is_listed_once() {
+        let mut names: Vec<&str> = ALL.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+    }
+}

@@ -1,0 +1,9 @@
+//! Traceway's telemetry layer: attribute keys, exporter setup from the environment, and the
+//! helpers that build the span tree of one LLM call.
+
+pub mod config;
+pub mod console;
+pub mod env;
+pub mod exporter;
+pub mod keys;
+pub mod propagation;

@@ -1,0 +1,289 @@
+//! The OpenAI-compatible LLM routes: parse the body, call the client, answer JSON or SSE,
+//! and keep the request's SERVER span in step.
+
+use crate::auth;
+use crate::error::ApiError;
+use crate::request_span::RequestSpan;
+use crate::server::AppState;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use opentelemetry::KeyValue;
+use serde::de::DeserializeOwned;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use traceway::{CallOptions, Chunk, Error, ErrorKind, Operation, Reply, Request, Response as LlmResponse};
+use traceway_otel::keys as k;
+
+/// Response header naming the deployment that answered.
+pub const HEADER_MODEL_ID: &str = "x-litellm-model-id";
+/// Response header naming the model group asked for.
+pub const HEADER_MODEL_GROUP: &str = "x-litellm-model-group";
+/// Request/response header correlating one call.
+pub const HEADER_REQUEST_ID: &str = "x-request-id";
+
+/// What the route handlers share: the matched route and operation.
+struct Route {
+    path: &'static str,
+    operation: Operation,
+}
+
+/// `POST /v1/chat/completions` (and `/chat/completions`).
+pub async fn chat_completions(state: State<Arc<AppState>>, request: axum::extract::Request) -> Response {
+    handle(state, request, Route { path: "/v1/chat/completions", operation: Operation::Chat }).await
+}
+
+/// `POST /v1/completions` (and `/completions`).
+pub async fn completions(state: State<Arc<AppState>>, request: axum::extract::Request) -> Response {
+    handle(state, request, Route { path: "/v1/completions", operation: Operation::Completion }).await
+}
+
+/// `POST /v1/embeddings` (and `/embeddings`).
+pub async fn embeddings(state: State<Arc<AppState>>, request: axum::extract::Request) -> Response {
+    handle(state, request, Route { path: "/v1/embeddings", operation: Operation::Embedding }).await
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(HEADER_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let inner = e.inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::bad_request(format!("the request body is not valid JSON: {inner}"), None);
+        }
+        let path = e.path().to_string();
+        let msg = inner.to_string();
+        // "missing field `model`" names the field itself; elsewhere the path does.
+        let param = match msg.split('`').nth(1) {
+            Some(field) if msg.starts_with("missing field") => {
+                if path == "." { field.to_owned() } else { format!("{path}.{field}") }
+            }
+            _ => path.clone(),
+        };
+        let location = if path == "." { String::new() } else { format!(" at {path}") };
+        ApiError::bad_request(format!("invalid request body{location}: {msg}"), Some(&param))
+    })
+}
+
+fn parse_request(op: Operation, bytes: &[u8]) -> Result<Request, ApiError> {
+    let req = match op {
+        Operation::Chat => {
+            let r: traceway::types::ChatCompletionRequest = parse(bytes)?;
+            if r.messages.is_empty() {
+                return Err(ApiError::bad_request("messages must contain at least one message", Some("messages")));
+            }
+            Request::Chat(r)
+        }
+        Operation::Completion => Request::Completion(parse(bytes)?),
+        Operation::Embedding => Request::Embedding(parse(bytes)?),
+    };
+    if req.model().trim().is_empty() {
+        return Err(ApiError::bad_request("model must name a model; GET /v1/models lists them", Some("model")));
+    }
+    Ok(req)
+}
+
+/// The request body's `metadata` object as `metadata.*` attributes (strings as they are, other
+/// values as JSON).
+fn metadata_attributes(request: &Request) -> Vec<KeyValue> {
+    let Some(md) = request.extra().get("metadata").and_then(|m| m.as_object()) else {
+        return Vec::new();
+    };
+    md.iter()
+        .map(|(key, v)| {
+            let value = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            KeyValue::new(format!("{}.{key}", k::METADATA_PREFIX), value)
+        })
+        .collect()
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    match axum::body::to_bytes(body, limit).await {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                Err(ApiError(Error::new(
+                    ErrorKind::PayloadTooLarge,
+                    format!("the request body is larger than the limit of {limit} bytes (general_settings.max_request_size_mb)"),
+                )))
+            } else {
+                Err(ApiError::bad_request(format!("could not read the request body: {e}"), None))
+            }
+        }
+    }
+}
+
+async fn handle(State(state): State<Arc<AppState>>, request: axum::extract::Request, route: Route) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().copied();
+    let request_id = request_id(&headers);
+    let span = match state.client.tracing() {
+        Some(tracing) => {
+            let parent = traceway_otel::propagation::extract(&headers);
+            let mut attrs = vec![
+                KeyValue::new(k::HTTP_ROUTE, route.path),
+                KeyValue::new(k::HTTP_REQUEST_METHOD, Method::POST.as_str()),
+                KeyValue::new(k::URL_PATH, route.path),
+            ];
+            if let Some(ConnectInfo(addr)) = peer {
+                attrs.push(KeyValue::new(k::METADATA_REQUESTER_IP_ADDRESS, addr.ip().to_string()));
+            }
+            if let Some(ua) = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+                attrs.push(KeyValue::new(k::METADATA_USER_AGENT, ua.to_owned()));
+            }
+            RequestSpan::start(tracing, &parent, attrs)
+        }
+        None => RequestSpan::disabled(),
+    };
+    let mut span = Some(span);
+    let mut response = match serve(&state, &headers, body, &route, &mut span).await {
+        Ok(response) => {
+            if let Some(span) = span.take() {
+                span.finish(response.status().as_u16());
+            }
+            response
+        }
+        Err(err) => {
+            if let Some(span) = span.take() {
+                span.fail(err.0.status(), &err.0);
+            }
+            err.into_response()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(HEADER_REQUEST_ID, v);
+    }
+    response
+}
+
+/// Answers the request; a streamed answer takes the span out of `span` and ends it itself.
+async fn serve(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    route: &Route,
+    span: &mut Option<RequestSpan>,
+) -> Result<Response, ApiError> {
+    auth::authorize(state.config.master_key.as_ref(), headers)?;
+    let bytes = read_body(body, state.config.max_request_bytes).await?;
+    let request = parse_request(route.operation, &bytes)?;
+    let mut attributes = metadata_attributes(&request);
+    if let Some(user) = match &request {
+        Request::Chat(r) => r.user.as_deref(),
+        Request::Completion(r) => r.user.as_deref(),
+        Request::Embedding(r) => r.user.as_deref(),
+    } {
+        attributes.push(KeyValue::new(k::METADATA_USER_API_KEY_END_USER_ID, user.to_owned()));
+    }
+    let opts = CallOptions {
+        parent: span.as_ref().and_then(|s| s.context().cloned()),
+        record_on_parent: !state.nested_request_span,
+        redaction: traceway::Redaction {
+            input: state.config.turn_off_message_logging,
+            output: state.config.turn_off_message_logging,
+        },
+        attributes,
+    };
+    let routed = state.client.call(request, opts).await?;
+    let mut out_headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&routed.info.deployment_id) {
+        out_headers.insert(HEADER_MODEL_ID, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&routed.info.model_group) {
+        out_headers.insert(HEADER_MODEL_GROUP, v);
+    }
+    match routed.reply {
+        Reply::Full(resp) => {
+            let body = match &resp {
+                LlmResponse::Chat(r) => serde_json::to_vec(r),
+                LlmResponse::Completion(r) => serde_json::to_vec(r),
+                LlmResponse::Embedding(r) => serde_json::to_vec(r),
+            }
+            .map_err(|e| ApiError(Error::new(ErrorKind::Internal, format!("could not encode the response: {e}"))))?;
+            out_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            Ok((StatusCode::OK, out_headers, body).into_response())
+        }
+        Reply::Stream(chunks) => {
+            out_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            out_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            let span = span.take().unwrap_or_else(RequestSpan::disabled);
+            let body = Body::from_stream(sse_body(chunks, span));
+            Ok((StatusCode::OK, out_headers, body).into_response())
+        }
+    }
+}
+
+fn encode_chunk(chunk: &Chunk) -> Bytes {
+    let json = match chunk {
+        Chunk::Chat(c) => serde_json::to_vec(c),
+        Chunk::Completion(c) => serde_json::to_vec(c),
+    };
+    let mut out = Vec::with_capacity(json.as_ref().map_or(0, Vec::len) + 8);
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(&json.unwrap_or_default());
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+/// The SSE body: one `data:` event per chunk, `data: [DONE]` at the end, an error event if the
+/// upstream fails mid-stream. The request span ends when the body finishes or is dropped.
+fn sse_body(
+    chunks: traceway::ChunkStream,
+    span: RequestSpan,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
+    struct State {
+        chunks: traceway::ChunkStream,
+        span: Option<RequestSpan>,
+        done: bool,
+    }
+    impl Drop for State {
+        fn drop(&mut self) {
+            // The client went away before the end: the span still ends, once.
+            if let Some(span) = self.span.take() {
+                span.finish(200);
+            }
+        }
+    }
+    futures_util::stream::unfold(State { chunks, span: Some(span), done: false }, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        match st.chunks.next().await {
+            Some(Ok(chunk)) => Some((Ok(encode_chunk(&chunk)), st)),
+            Some(Err(err)) => {
+                st.done = true;
+                if let Some(span) = st.span.take() {
+                    span.fail(200, &err);
+                }
+                let body = serde_json::to_vec(&err.to_body()).unwrap_or_default();
+                let mut out = b"data: ".to_vec();
+                out.extend_from_slice(&body);
+                out.extend_from_slice(b"\n\n");
+                Some((Ok(Bytes::from(out)), st))
+            }
+            None => {
+                st.done = true;
+                if let Some(span) = st.span.take() {
+                    span.finish(200);
+                }
+                Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), st))
+            }
+        }
+    })
+}

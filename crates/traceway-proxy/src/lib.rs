@@ -1,0 +1,10 @@
+//! The Traceway proxy: an OpenAI-compatible HTTP server over the `traceway` client, configured
+//! by a LiteLLM-style `config.yaml`, tracing every request with OpenTelemetry.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod handlers;
+pub mod request_span;
+pub mod server;

@@ -1,0 +1,203 @@
+//! Deployments: one `model_list` entry each, the unit a model group is served by.
+
+use crate::error::{Error, ErrorKind};
+use crate::provider::{self, Backend, KNOWN_PROVIDERS};
+use crate::types::Extra;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::time::Duration;
+
+/// A secret string (a provider key) whose `Debug` never shows it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// How a deployment is described by its user (a `model_list` entry, or a library call).
+#[derive(Debug, Clone, Default)]
+pub struct DeploymentConfig {
+    /// The model group (alias) clients ask for.
+    pub model_name: String,
+    /// `provider/model`, as LiteLLM's `litellm_params.model`.
+    pub model: String,
+    /// Base URL of the upstream API.
+    pub api_base: Option<String>,
+    /// Provider key.
+    pub api_key: Option<Secret>,
+    /// Timeout of one attempt.
+    pub timeout: Option<Duration>,
+    /// Timeout to the first byte of a streamed attempt.
+    pub stream_timeout: Option<Duration>,
+    /// Canned answer or error directive (mock provider, or any provider under test).
+    pub mock_response: Option<String>,
+    /// Other `litellm_params`, put into the upstream request body where the caller did not set them.
+    pub params: Extra,
+    /// Explicit deployment id (`model_info.id`); derived from the entry when absent.
+    pub id: Option<String>,
+}
+
+/// A deployment ready to serve.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    /// Stable id (`x-litellm-model-id`).
+    pub id: String,
+    /// The model group it serves.
+    pub model_group: String,
+    /// `provider/model` as configured.
+    pub provider_model: String,
+    /// The model name sent upstream.
+    pub model: String,
+    /// Base URL of the upstream API.
+    pub api_base: Option<String>,
+    /// Provider key.
+    pub api_key: Option<Secret>,
+    /// Timeout of one attempt.
+    pub timeout: Option<Duration>,
+    /// Timeout to the first byte of a streamed attempt.
+    pub stream_timeout: Option<Duration>,
+    /// Canned answer or error directive.
+    pub mock_response: Option<String>,
+    /// Extra body params.
+    pub params: Extra,
+    /// The provider that serves it.
+    pub backend: Backend,
+}
+
+/// Splits `provider/model`, rejecting an unknown provider with a message listing the known ones.
+pub fn split_provider_model(model: &str) -> Result<(&str, &str), Error> {
+    let Some((prefix, rest)) = model.split_once('/') else {
+        return Err(Error::bad_request(
+            format!(
+                "model \"{model}\" has no provider prefix; write it as provider/model (known providers: {})",
+                KNOWN_PROVIDERS.join(", ")
+            ),
+            Some("model"),
+        ));
+    };
+    if provider::backend_for(prefix).is_none() {
+        return Err(Error::bad_request(
+            format!(
+                "unknown provider \"{prefix}\" in \"{model}\" (known providers: {})",
+                KNOWN_PROVIDERS.join(", ")
+            ),
+            Some("model"),
+        ));
+    }
+    if rest.is_empty() {
+        return Err(Error::bad_request(
+            format!("model \"{model}\" names no model after the provider"),
+            Some("model"),
+        ));
+    }
+    Ok((prefix, rest))
+}
+
+impl Deployment {
+    /// Builds a deployment, checking its provider prefix.
+    pub fn new(config: DeploymentConfig) -> Result<Self, Error> {
+        let (prefix, model) = split_provider_model(&config.model)?;
+        let backend = provider::backend_for(prefix)
+            .ok_or_else(|| Error::new(ErrorKind::Internal, "provider vanished"))?;
+        let id = match config.id {
+            Some(id) => id,
+            None => derive_id(
+                &config.model_name,
+                &config.model,
+                config.api_base.as_deref(),
+                &config.params,
+            ),
+        };
+        Ok(Deployment {
+            id,
+            model_group: config.model_name,
+            model: model.to_owned(),
+            provider_model: config.model.clone(),
+            api_base: config.api_base,
+            api_key: config.api_key,
+            timeout: config.timeout,
+            stream_timeout: config.stream_timeout,
+            mock_response: config.mock_response,
+            params: config.params,
+            backend,
+        })
+    }
+
+    /// Provider id (`openai`, `mock` …).
+    pub fn provider(&self) -> &'static str {
+        self.backend.id()
+    }
+}
+
+/// A stable id from the entry's public parts (never its key), as hex SHA-256.
+fn derive_id(group: &str, model: &str, api_base: Option<&str>, params: &Extra) -> String {
+    let mut h = Sha256::new();
+    h.update(group.as_bytes());
+    h.update([0]);
+    h.update(model.as_bytes());
+    h.update([0]);
+    h.update(api_base.unwrap_or("").as_bytes());
+    h.update([0]);
+    h.update(
+        serde_json::Value::Object(params.clone())
+            .to_string()
+            .as_bytes(),
+    );
+    let digest = h.finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_unknown_providers_and_bare_names() {
+        assert!(
+            split_provider_model("opena/gpt-4o")
+                .unwrap_err()
+                .message
+                .contains("unknown provider \"opena\"")
+        );
+        assert!(
+            split_provider_model("gpt-4o")
+                .unwrap_err()
+                .message
+                .contains("no provider prefix")
+        );
+        assert_eq!(
+            split_provider_model("openai/ft:gpt/x").unwrap(),
+            ("openai", "ft:gpt/x")
+        );
+    }
+
+    #[test]
+    fn ids_are_stable_and_distinct_and_secrets_stay_hidden() {
+        let c = |base: &str| DeploymentConfig {
+            model_name: "g".into(),
+            model: "openai/m".into(),
+            api_base: Some(base.into()),
+            api_key: Some(Secret::new("sk-secret")),
+            ..DeploymentConfig::default()
+        };
+        let a = Deployment::new(c("http://a")).unwrap();
+        assert_eq!(a.id, Deployment::new(c("http://a")).unwrap().id);
+        assert_ne!(a.id, Deployment::new(c("http://b")).unwrap().id);
+        assert!(!format!("{a:?}").contains("sk-secret"));
+    }
+}

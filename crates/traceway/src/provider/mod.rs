@@ -1,0 +1,216 @@
+//! Providers: pure translation between OpenAI's format and each upstream's wire format.
+//!
+//! A provider builds the upstream request, parses the response, stream events and error
+//! bodies. The HTTP client, timeouts and spans live once in [`crate::client`], so every provider
+//! is sent, timed and traced alike.
+
+pub mod mock;
+pub mod openai;
+
+use crate::error::Error;
+use crate::sse::SseEvent;
+use crate::types::{
+    ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, CompletionRequest,
+    CompletionResponse, EmbeddingRequest, EmbeddingResponse, Extra,
+};
+use std::sync::Arc;
+
+/// Which endpoint a call is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `/chat/completions`.
+    Chat,
+    /// `/completions`.
+    Completion,
+    /// `/embeddings`.
+    Embedding,
+}
+
+impl Operation {
+    /// The `gen_ai.operation.name` value.
+    pub fn semconv_name(self) -> &'static str {
+        match self {
+            Operation::Chat => "chat",
+            Operation::Completion => "text_completion",
+            Operation::Embedding => "embeddings",
+        }
+    }
+
+    /// The `llm.request.type` value (OpenLLMetry).
+    pub fn request_type(self) -> &'static str {
+        match self {
+            Operation::Chat => "chat",
+            Operation::Completion => "completion",
+            Operation::Embedding => "embedding",
+        }
+    }
+}
+
+/// A request of any operation.
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// A chat completion.
+    Chat(ChatCompletionRequest),
+    /// A text completion.
+    Completion(CompletionRequest),
+    /// An embeddings call.
+    Embedding(EmbeddingRequest),
+}
+
+impl Request {
+    /// The operation of this request.
+    pub fn operation(&self) -> Operation {
+        match self {
+            Request::Chat(_) => Operation::Chat,
+            Request::Completion(_) => Operation::Completion,
+            Request::Embedding(_) => Operation::Embedding,
+        }
+    }
+
+    /// The `model` the caller asked for.
+    pub fn model(&self) -> &str {
+        match self {
+            Request::Chat(r) => &r.model,
+            Request::Completion(r) => &r.model,
+            Request::Embedding(r) => &r.model,
+        }
+    }
+
+    /// Whether the caller asked for a stream.
+    pub fn is_stream(&self) -> bool {
+        match self {
+            Request::Chat(r) => r.is_stream(),
+            Request::Completion(r) => r.is_stream(),
+            Request::Embedding(_) => false,
+        }
+    }
+
+    /// Fields the request carries beyond the named ones.
+    pub fn extra(&self) -> &Extra {
+        match self {
+            Request::Chat(r) => &r.extra,
+            Request::Completion(r) => &r.extra,
+            Request::Embedding(r) => &r.extra,
+        }
+    }
+
+    /// Whether the caller asked for `stream_options.include_usage`.
+    pub fn wants_usage_chunk(&self) -> bool {
+        let opts = match self {
+            Request::Chat(r) => r.stream_options.as_ref(),
+            Request::Completion(r) => r.stream_options.as_ref(),
+            Request::Embedding(_) => None,
+        };
+        opts.and_then(|o| o.include_usage) == Some(true)
+    }
+}
+
+/// A complete (non-streamed) response of any operation.
+#[derive(Debug, Clone)]
+pub enum Response {
+    /// A chat completion.
+    Chat(ChatCompletionResponse),
+    /// A text completion.
+    Completion(CompletionResponse),
+    /// Embeddings.
+    Embedding(EmbeddingResponse),
+}
+
+/// One chunk of a streamed response.
+#[derive(Debug, Clone)]
+pub enum Chunk {
+    /// A chat chunk.
+    Chat(ChatCompletionChunk),
+    /// A text completion chunk (same shape as the response).
+    Completion(CompletionResponse),
+}
+
+/// What one upstream stream event means.
+#[derive(Debug)]
+// Produced and consumed at once per event: boxing the chunk would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum StreamEvent {
+    /// A chunk to pass on.
+    Chunk(Chunk),
+    /// The end of the stream (`[DONE]`).
+    Done,
+    /// Nothing to pass on (keep-alive, ping, an event type with no OpenAI counterpart).
+    Skip,
+}
+
+/// The deployment details a provider needs to address the upstream.
+#[derive(Debug, Clone)]
+pub struct Target<'a> {
+    /// The model name the upstream knows.
+    pub model: &'a str,
+    /// Base URL of the upstream API.
+    pub api_base: Option<&'a str>,
+    /// The provider key (never logged or recorded).
+    pub api_key: Option<&'a str>,
+    /// Extra `litellm_params` passed on into the request body.
+    pub params: &'a Extra,
+}
+
+/// An HTTP request ready to send upstream.
+#[derive(Debug)]
+pub struct UpstreamRequest {
+    /// Full URL.
+    pub url: String,
+    /// Headers; secret ones are marked sensitive.
+    pub headers: http::HeaderMap,
+    /// JSON body.
+    pub body: bytes::Bytes,
+}
+
+/// Translation between OpenAI's format and one HTTP upstream's wire format.
+pub trait HttpProvider: Send + Sync + std::fmt::Debug {
+    /// Provider id as written before the `/` in `provider/model` (also `gen_ai.provider.name`).
+    fn id(&self) -> &'static str;
+    /// Builds the upstream request for `request` (already stripped of gateway-only fields).
+    fn build_request(
+        &self,
+        target: &Target<'_>,
+        request: &Request,
+    ) -> Result<UpstreamRequest, Error>;
+    /// Parses a 2xx response body.
+    fn parse_response(&self, operation: Operation, body: &[u8]) -> Result<Response, Error>;
+    /// Parses one stream event.
+    fn parse_stream_event(
+        &self,
+        operation: Operation,
+        event: &SseEvent,
+    ) -> Result<StreamEvent, Error>;
+    /// Turns a non-2xx answer into an error with the upstream's own message.
+    fn parse_error(&self, status: u16, headers: &http::HeaderMap, body: &[u8]) -> Error;
+}
+
+/// How a deployment is served.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// In process, no network: the mock provider.
+    Mock,
+    /// Over HTTP through a provider translation.
+    Http(Arc<dyn HttpProvider>),
+}
+
+impl Backend {
+    /// Provider id for spans and errors.
+    pub fn id(&self) -> &'static str {
+        match self {
+            Backend::Mock => mock::ID,
+            Backend::Http(p) => p.id(),
+        }
+    }
+}
+
+/// Provider prefixes this version serves.
+pub const KNOWN_PROVIDERS: &[&str] = &[mock::ID, openai::ID];
+
+/// The backend for a provider prefix, if it is known.
+pub fn backend_for(prefix: &str) -> Option<Backend> {
+    match prefix {
+        mock::ID => Some(Backend::Mock),
+        openai::ID => Some(Backend::Http(Arc::new(openai::OpenAi))),
+        _ => None,
+    }
+}

@@ -1,0 +1,211 @@
+//! Streams of chunks: the upstream SSE body turned into chunks, and the stream handed to the
+//! caller, which records the whole stream onto its spans when it ends or is dropped.
+
+use crate::error::{Error, ErrorKind};
+use crate::provider::{Chunk, HttpProvider, Operation, StreamEvent};
+use crate::sse::SseParser;
+use crate::telemetry::StreamTrace;
+use futures_core::Stream;
+use futures_util::StreamExt;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// A boxed stream of chunks.
+pub(crate) type BoxChunks = Pin<Box<dyn Stream<Item = Result<Chunk, Error>> + Send>>;
+
+struct UpstreamState {
+    body: Pin<Box<dyn Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    parser: SseParser,
+    pending: VecDeque<Result<Chunk, Error>>,
+    provider: Arc<dyn HttpProvider>,
+    operation: Operation,
+    idle_timeout: Duration,
+    ended: bool,
+    saw_end: bool,
+}
+
+impl UpstreamState {
+    fn take_events(&mut self, events: Vec<crate::sse::SseEvent>) {
+        for ev in events {
+            match self.provider.parse_stream_event(self.operation, &ev) {
+                Ok(StreamEvent::Chunk(c)) => {
+                    if chunk_finishes(&c) {
+                        self.saw_end = true;
+                    }
+                    self.pending.push_back(Ok(c));
+                }
+                Ok(StreamEvent::Done) => {
+                    self.saw_end = true;
+                    self.ended = true;
+                    return;
+                }
+                Ok(StreamEvent::Skip) => {}
+                Err(e) => {
+                    self.pending.push_back(Err(e));
+                    self.ended = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn broken(&self, what: String) -> Error {
+        Error::new(ErrorKind::Connection, what).with_provider(self.provider.id())
+    }
+}
+
+fn chunk_finishes(c: &Chunk) -> bool {
+    match c {
+        Chunk::Chat(c) => c.choices.iter().any(|ch| ch.finish_reason.is_some()),
+        Chunk::Completion(c) => c.choices.iter().any(|ch| ch.finish_reason.is_some()),
+    }
+}
+
+/// Turns an upstream SSE response into chunks; a stall longer than `idle_timeout` between
+/// bytes, a broken connection or a body that ends before the stream finished is an error.
+pub(crate) fn upstream_chunks(
+    response: reqwest::Response,
+    provider: Arc<dyn HttpProvider>,
+    operation: Operation,
+    idle_timeout: Duration,
+) -> BoxChunks {
+    let state = UpstreamState {
+        body: Box::pin(response.bytes_stream()),
+        parser: SseParser::new(),
+        pending: VecDeque::new(),
+        provider,
+        operation,
+        idle_timeout,
+        ended: false,
+        saw_end: false,
+    };
+    Box::pin(futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(item) = st.pending.pop_front() {
+                return Some((item, st));
+            }
+            if st.ended {
+                return None;
+            }
+            match tokio::time::timeout(st.idle_timeout, st.body.next()).await {
+                Ok(Some(Ok(bytes))) => match st.parser.push(&bytes) {
+                    Ok(events) => st.take_events(events),
+                    Err(e) => {
+                        st.ended = true;
+                        let err = Error::new(ErrorKind::InvalidResponse, e.to_string())
+                            .with_provider(st.provider.id());
+                        return Some((Err(err), st));
+                    }
+                },
+                Ok(Some(Err(e))) => {
+                    st.ended = true;
+                    let err = st.broken(format!("the upstream stream broke: {}", e.without_url()));
+                    return Some((Err(err), st));
+                }
+                Ok(None) => {
+                    if let Ok(Some(ev)) = st.parser.finish() {
+                        st.take_events(vec![ev]);
+                    }
+                    if !st.ended && !st.saw_end {
+                        st.pending.push_back(Err(Error::new(
+                            ErrorKind::InvalidResponse,
+                            format!("{} closed the stream before it finished", st.provider.id()),
+                        )
+                        .with_provider(st.provider.id())));
+                    }
+                    st.ended = true;
+                }
+                Err(_) => {
+                    st.ended = true;
+                    let err = Error::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "{} sent nothing for {:?} mid-stream",
+                            st.provider.id(),
+                            st.idle_timeout
+                        ),
+                    )
+                    .with_provider(st.provider.id());
+                    return Some((Err(err), st));
+                }
+            }
+        }
+    }))
+}
+
+/// The stream a caller reads: chunks in OpenAI's format, ending after the last one.
+///
+/// When the caller did not ask for `stream_options.include_usage`, the usage-only chunk the
+/// gateway asked the upstream for is recorded on the spans but not passed on.
+pub struct ChunkStream {
+    inner: BoxChunks,
+    trace: Option<StreamTrace>,
+    strip_usage: bool,
+    done: bool,
+}
+
+impl ChunkStream {
+    pub(crate) fn new(inner: BoxChunks, trace: Option<StreamTrace>, strip_usage: bool) -> Self {
+        ChunkStream {
+            inner,
+            trace,
+            strip_usage,
+            done: false,
+        }
+    }
+}
+
+impl Stream for ChunkStream {
+    type Item = Result<Chunk, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match this.inner.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(mut chunk))) => {
+                    if let Some(t) = this.trace.as_mut() {
+                        t.on_chunk(&chunk);
+                    }
+                    if this.strip_usage {
+                        match &mut chunk {
+                            Chunk::Chat(c) => {
+                                if c.choices.is_empty() && c.usage.is_some() {
+                                    continue;
+                                }
+                                c.usage = None;
+                            }
+                            Chunk::Completion(c) => {
+                                if c.choices.is_empty() && c.usage.is_some() {
+                                    continue;
+                                }
+                                c.usage = None;
+                            }
+                        }
+                    }
+                    return Poll::Ready(Some(Ok(chunk)));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.done = true;
+                    if let Some(mut t) = this.trace.take() {
+                        t.fail(&e);
+                    }
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    if let Some(mut t) = this.trace.take() {
+                        t.finish();
+                    }
+                    return Poll::Ready(None);
+                }
+            }
+        }
+    }
+}

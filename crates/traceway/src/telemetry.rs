@@ -1,0 +1,815 @@
+//! Recording one call onto its spans: which span carries the request, one CLIENT span per
+//! attempt, and the request, response, content and failure attributes of TELEMETRY.md §4.
+
+use crate::deployment::Deployment;
+use crate::error::Error;
+use crate::provider::{Chunk, Operation, Request, Response};
+use crate::types::{ChatMessage, MessageContent, Role, ToolCall, Usage};
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::{Array, Context, KeyValue, StringValue, Value};
+use std::collections::BTreeMap;
+use std::time::Instant;
+use traceway_otel::exporter::Telemetry;
+use traceway_otel::keys as k;
+
+/// The text every redacted content value is replaced with.
+pub const REDACTED: &str = "redacted-by-traceway";
+
+/// How a client records calls: the exporter pipeline and the span-shape settings.
+#[derive(Clone)]
+pub struct Tracing {
+    /// The pipeline spans go to.
+    pub telemetry: Telemetry,
+    /// Record content (prompts and completions) at all.
+    pub capture_content: bool,
+}
+
+/// Whether each side of a call's content is replaced in telemetry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Redaction {
+    /// Replace prompt text.
+    pub input: bool,
+    /// Replace completion text.
+    pub output: bool,
+}
+
+/// Where the call's request/response attributes go.
+pub(crate) struct CallTrace {
+    /// Context whose span carries the request attributes.
+    carrier: Context,
+    /// Whether this call started (and so ends) the carrier span.
+    owned: bool,
+    tracing: Tracing,
+    redaction: Redaction,
+}
+
+fn string_array(items: impl IntoIterator<Item = String>) -> Value {
+    Value::Array(Array::String(
+        items.into_iter().map(StringValue::from).collect(),
+    ))
+}
+
+fn content_text(text: &str, redact: bool) -> String {
+    if redact {
+        REDACTED.to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
+impl CallTrace {
+    /// Opens the call: a `litellm_request` span (as a child of `parent`, or a root) unless the
+    /// caller asked for the request to be recorded on `parent`'s own span.
+    pub(crate) fn start(
+        tracing: &Tracing,
+        parent: Option<&Context>,
+        record_on_parent: bool,
+        redaction: Redaction,
+        attributes: Vec<KeyValue>,
+    ) -> CallTrace {
+        let redaction = if tracing.capture_content {
+            redaction
+        } else {
+            Redaction {
+                input: true,
+                output: true,
+            }
+        };
+        let (carrier, owned) = match parent {
+            Some(p) if record_on_parent && p.span().span_context().is_valid() => (p.clone(), false),
+            _ => {
+                let parent_cx = parent.cloned().unwrap_or_else(Context::current);
+                let span = tracing
+                    .telemetry
+                    .tracer()
+                    .span_builder(k::SPAN_LLM_REQUEST)
+                    .with_kind(SpanKind::Internal)
+                    .start_with_context(tracing.telemetry.tracer(), &parent_cx);
+                (parent_cx.with_span(span), true)
+            }
+        };
+        if !attributes.is_empty() {
+            carrier.span().set_attributes(attributes);
+        }
+        CallTrace {
+            carrier,
+            owned,
+            tracing: tracing.clone(),
+            redaction,
+        }
+    }
+
+    fn set(&self, attrs: Vec<KeyValue>) {
+        self.carrier.span().set_attributes(attrs);
+    }
+
+    /// Records what was asked and where it was routed.
+    pub(crate) fn record_request(&self, request: &Request, deployment: Option<&Deployment>) {
+        let op = request.operation();
+        let mut a = vec![
+            KeyValue::new(k::GEN_AI_OPERATION_NAME, op.semconv_name()),
+            KeyValue::new(k::LLM_REQUEST_TYPE, op.request_type()),
+            KeyValue::new(k::LITELLM_MODEL_GROUP, request.model().to_owned()),
+            KeyValue::new(k::LLM_IS_STREAMING, request.is_stream()),
+        ];
+        if request.is_stream() {
+            a.push(KeyValue::new(k::GEN_AI_REQUEST_STREAM, true));
+        }
+        if let Some(d) = deployment {
+            a.push(KeyValue::new(k::GEN_AI_SYSTEM, d.provider()));
+            a.push(KeyValue::new(k::GEN_AI_PROVIDER_NAME, d.provider()));
+            a.push(KeyValue::new(k::GEN_AI_REQUEST_MODEL, d.model.clone()));
+            a.push(KeyValue::new(
+                k::LITELLM_PROVIDER_MODEL,
+                d.provider_model.clone(),
+            ));
+            a.push(KeyValue::new(k::LITELLM_MODEL_ID, d.id.clone()));
+        } else {
+            a.push(KeyValue::new(
+                k::GEN_AI_REQUEST_MODEL,
+                request.model().to_owned(),
+            ));
+        }
+        request_params(request, &mut a);
+        if let Some(conv) = conversation_id(request) {
+            a.push(KeyValue::new(k::GEN_AI_CONVERSATION_ID, conv));
+        }
+        input_content(request, self.redaction.input, &mut a);
+        self.set(a);
+    }
+
+    /// Opens the CLIENT span of one upstream attempt.
+    pub(crate) fn start_attempt(
+        &self,
+        deployment: &Deployment,
+        op: Operation,
+        attempt: u32,
+        url: Option<&str>,
+    ) -> AttemptTrace {
+        let tracer = self.tracing.telemetry.tracer();
+        let mut attrs = vec![
+            KeyValue::new(k::GEN_AI_OPERATION_NAME, op.semconv_name()),
+            KeyValue::new(k::GEN_AI_SYSTEM, deployment.provider()),
+            KeyValue::new(k::GEN_AI_PROVIDER_NAME, deployment.provider()),
+            KeyValue::new(k::GEN_AI_REQUEST_MODEL, deployment.model.clone()),
+            KeyValue::new(k::LITELLM_MODEL_ID, deployment.id.clone()),
+            KeyValue::new(k::LITELLM_ATTEMPT, i64::from(attempt)),
+        ];
+        if let Some(url) = url.and_then(|u| url::Url::parse(u).ok()) {
+            attrs.push(KeyValue::new(k::HTTP_REQUEST_METHOD, "POST"));
+            attrs.push(KeyValue::new(
+                k::URL_FULL,
+                format!("{}{}", url.origin().ascii_serialization(), url.path()),
+            ));
+            if let Some(host) = url.host_str() {
+                attrs.push(KeyValue::new(k::SERVER_ADDRESS, host.to_owned()));
+            }
+            if let Some(port) = url.port_or_known_default() {
+                attrs.push(KeyValue::new(k::SERVER_PORT, i64::from(port)));
+            }
+        }
+        let span = tracer
+            .span_builder(k::SPAN_RAW_REQUEST)
+            .with_kind(SpanKind::Client)
+            .with_attributes(attrs)
+            .start_with_context(tracer, &self.carrier);
+        AttemptTrace {
+            cx: self.carrier.with_span(span),
+        }
+    }
+
+    /// Records a complete response.
+    pub(crate) fn record_response(&self, response: &Response) {
+        let mut a = Vec::new();
+        match response {
+            Response::Chat(r) => {
+                response_ids(&r.id, &r.model, &mut a);
+                let reasons: Vec<String> = r
+                    .choices
+                    .iter()
+                    .filter_map(|c| c.finish_reason.clone())
+                    .collect();
+                a.push(KeyValue::new(
+                    k::GEN_AI_RESPONSE_FINISH_REASONS,
+                    string_array(reasons),
+                ));
+                if let Some(u) = &r.usage {
+                    usage_attributes(u, &mut a);
+                }
+                let outputs: Vec<OutputChoice> = r
+                    .choices
+                    .iter()
+                    .map(|c| OutputChoice {
+                        index: c.index,
+                        text: c.message.content.as_ref().map(MessageContent::text),
+                        tool_calls: c.message.tool_calls.clone().unwrap_or_default(),
+                        finish_reason: c.finish_reason.clone(),
+                    })
+                    .collect();
+                output_content(&outputs, self.redaction.output, &mut a);
+            }
+            Response::Completion(r) => {
+                response_ids(&r.id, &r.model, &mut a);
+                let reasons: Vec<String> = r
+                    .choices
+                    .iter()
+                    .filter_map(|c| c.finish_reason.clone())
+                    .collect();
+                a.push(KeyValue::new(
+                    k::GEN_AI_RESPONSE_FINISH_REASONS,
+                    string_array(reasons),
+                ));
+                if let Some(u) = &r.usage {
+                    usage_attributes(u, &mut a);
+                }
+                let outputs: Vec<OutputChoice> = r
+                    .choices
+                    .iter()
+                    .map(|c| OutputChoice {
+                        index: c.index,
+                        text: Some(c.text.clone()),
+                        tool_calls: Vec::new(),
+                        finish_reason: c.finish_reason.clone(),
+                    })
+                    .collect();
+                output_content(&outputs, self.redaction.output, &mut a);
+            }
+            Response::Embedding(r) => {
+                if !r.model.is_empty() {
+                    a.push(KeyValue::new(k::GEN_AI_RESPONSE_MODEL, r.model.clone()));
+                }
+                if let Some(u) = &r.usage {
+                    a.push(KeyValue::new(
+                        k::GEN_AI_USAGE_INPUT_TOKENS,
+                        u.prompt_tokens as i64,
+                    ));
+                    a.push(KeyValue::new(
+                        k::GEN_AI_USAGE_PROMPT_TOKENS,
+                        u.prompt_tokens as i64,
+                    ));
+                    a.push(KeyValue::new(
+                        k::GEN_AI_USAGE_TOTAL_TOKENS,
+                        u.total_tokens as i64,
+                    ));
+                }
+            }
+        }
+        self.set(a);
+    }
+
+    /// Records a failure; the carrier's status is set only when this call owns it (the proxy
+    /// marks its own span).
+    pub(crate) fn record_error(&self, err: &Error) {
+        if self.owned {
+            mark_failed(&self.carrier, err);
+        }
+    }
+
+    /// Ends the carrier span if this call started it.
+    pub(crate) fn finish(self) {
+        if self.owned {
+            self.carrier.span().end();
+        }
+    }
+}
+
+/// Marks `cx`'s span failed: status ERROR, an `exception` event, and the `error.*` attributes.
+pub fn mark_failed(cx: &Context, err: &Error) {
+    let span = cx.span();
+    span.set_status(Status::error(err.message.clone()));
+    span.add_event(
+        k::EVENT_EXCEPTION,
+        vec![
+            KeyValue::new(k::EXCEPTION_TYPE, err.kind.error_class()),
+            KeyValue::new(k::EXCEPTION_MESSAGE, err.message.clone()),
+        ],
+    );
+    let mut a = vec![
+        KeyValue::new(k::ERROR_TYPE, err.kind.error_class()),
+        KeyValue::new(k::ERROR_MESSAGE, err.message.clone()),
+        KeyValue::new(k::ERROR_CODE, err.code()),
+    ];
+    if let Some(p) = &err.provider {
+        a.push(KeyValue::new(k::ERROR_LLM_PROVIDER, p.clone()));
+    }
+    span.set_attributes(a);
+}
+
+/// The CLIENT span of one upstream attempt.
+pub(crate) struct AttemptTrace {
+    cx: Context,
+}
+
+impl AttemptTrace {
+    /// `traceparent` (and `tracestate`) naming this attempt's span, for the upstream request.
+    pub(crate) fn propagation_headers(&self) -> Vec<(String, String)> {
+        traceway_otel::propagation::inject(&self.cx)
+    }
+
+    /// Records the upstream's HTTP status.
+    pub(crate) fn status_code(&self, status: u16) {
+        self.cx.span().set_attribute(KeyValue::new(
+            k::HTTP_RESPONSE_STATUS_CODE,
+            i64::from(status),
+        ));
+    }
+
+    /// Records a response's id and model on the attempt too.
+    pub(crate) fn response_model(&self, model: &str) {
+        if !model.is_empty() {
+            self.cx
+                .span()
+                .set_attribute(KeyValue::new(k::GEN_AI_RESPONSE_MODEL, model.to_owned()));
+        }
+    }
+
+    /// Ends the attempt as failed.
+    pub(crate) fn fail(self, err: &Error) {
+        mark_failed(&self.cx, err);
+        self.cx.span().end();
+    }
+
+    /// Ends the attempt as successful.
+    pub(crate) fn succeed(self) {
+        self.cx.span().end();
+    }
+
+    /// Ends the attempt noting the client went away before the end of the stream.
+    pub(crate) fn abandon(self) {
+        let span = self.cx.span();
+        span.add_event("client_disconnected", vec![]);
+        span.set_attribute(KeyValue::new(k::ERROR_TYPE, "client_disconnected"));
+        span.end();
+    }
+}
+
+fn response_ids(id: &str, model: &str, a: &mut Vec<KeyValue>) {
+    if !id.is_empty() {
+        a.push(KeyValue::new(k::GEN_AI_RESPONSE_ID, id.to_owned()));
+    }
+    if !model.is_empty() {
+        a.push(KeyValue::new(k::GEN_AI_RESPONSE_MODEL, model.to_owned()));
+    }
+}
+
+fn usage_attributes(u: &Usage, a: &mut Vec<KeyValue>) {
+    a.push(KeyValue::new(
+        k::GEN_AI_USAGE_INPUT_TOKENS,
+        u.prompt_tokens as i64,
+    ));
+    a.push(KeyValue::new(
+        k::GEN_AI_USAGE_OUTPUT_TOKENS,
+        u.completion_tokens as i64,
+    ));
+    a.push(KeyValue::new(
+        k::GEN_AI_USAGE_TOTAL_TOKENS,
+        u.total_tokens as i64,
+    ));
+    a.push(KeyValue::new(
+        k::GEN_AI_USAGE_PROMPT_TOKENS,
+        u.prompt_tokens as i64,
+    ));
+    a.push(KeyValue::new(
+        k::GEN_AI_USAGE_COMPLETION_TOKENS,
+        u.completion_tokens as i64,
+    ));
+    if let Some(d) = &u.prompt_tokens_details {
+        if let Some(c) = d.cached_tokens {
+            a.push(KeyValue::new(
+                k::GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+                c as i64,
+            ));
+        }
+        if let Some(c) = d.cache_creation_tokens {
+            a.push(KeyValue::new(
+                k::GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+                c as i64,
+            ));
+        }
+    }
+    if let Some(r) = u
+        .completion_tokens_details
+        .as_ref()
+        .and_then(|d| d.reasoning_tokens)
+    {
+        a.push(KeyValue::new(
+            k::GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+            r as i64,
+        ));
+    }
+}
+
+fn request_params(request: &Request, a: &mut Vec<KeyValue>) {
+    let (max_tokens, temperature, top_p, stop, seed, n, user) = match request {
+        Request::Chat(r) => (
+            r.max_completion_tokens.or(r.max_tokens),
+            r.temperature,
+            r.top_p,
+            r.stop.as_ref(),
+            r.seed,
+            r.n,
+            r.user.as_deref(),
+        ),
+        Request::Completion(r) => (
+            r.max_tokens,
+            r.temperature,
+            r.top_p,
+            r.stop.as_ref(),
+            r.seed,
+            r.n,
+            r.user.as_deref(),
+        ),
+        Request::Embedding(r) => (None, None, None, None, None, None, r.user.as_deref()),
+    };
+    if let Some(v) = max_tokens {
+        a.push(KeyValue::new(k::GEN_AI_REQUEST_MAX_TOKENS, v as i64));
+    }
+    if let Some(v) = temperature {
+        a.push(KeyValue::new(k::GEN_AI_REQUEST_TEMPERATURE, v));
+    }
+    if let Some(v) = top_p {
+        a.push(KeyValue::new(k::GEN_AI_REQUEST_TOP_P, v));
+    }
+    if let Some(v) = stop {
+        a.push(KeyValue::new(
+            k::GEN_AI_REQUEST_STOP_SEQUENCES,
+            string_array(v.to_vec()),
+        ));
+    }
+    if let Some(v) = seed {
+        a.push(KeyValue::new(k::GEN_AI_REQUEST_SEED, v));
+    }
+    if let Some(v) = n.filter(|n| *n != 1) {
+        a.push(KeyValue::new(k::GEN_AI_REQUEST_CHOICE_COUNT, i64::from(v)));
+    }
+    if let Some(u) = user {
+        a.push(KeyValue::new(k::LLM_USER, u.to_owned()));
+    }
+    if let Request::Chat(r) = request {
+        if let Some(v) = r.frequency_penalty {
+            a.push(KeyValue::new(k::GEN_AI_REQUEST_FREQUENCY_PENALTY, v));
+        }
+        if let Some(v) = r.presence_penalty {
+            a.push(KeyValue::new(k::GEN_AI_REQUEST_PRESENCE_PENALTY, v));
+        }
+        if r.response_format.as_ref().is_some_and(|f| f.is_json()) {
+            a.push(KeyValue::new(k::GEN_AI_OUTPUT_TYPE, "json"));
+        }
+    }
+}
+
+/// The conversation id a request carries, in its metadata (`conversation_id`, `session_id`).
+fn conversation_id(request: &Request) -> Option<String> {
+    let md = request.extra().get("metadata")?.as_object()?;
+    ["conversation_id", "session_id"]
+        .iter()
+        .find_map(|key| md.get(*key))
+        .and_then(|v| v.as_str().map(str::to_owned))
+}
+
+fn part_json(text: String) -> serde_json::Value {
+    serde_json::json!({"type": "text", "content": text})
+}
+
+fn tool_call_parts(calls: &[ToolCall], redact: bool) -> Vec<serde_json::Value> {
+    calls
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "type": "tool_call",
+                "id": c.id,
+                "name": c.function.name,
+                "arguments": content_text(&c.function.arguments, redact),
+            })
+        })
+        .collect()
+}
+
+fn message_text(m: &ChatMessage, redact: bool) -> Option<String> {
+    m.content.as_ref().map(|c| match c {
+        MessageContent::Text(t) => content_text(t, redact),
+        MessageContent::Parts(_) if redact => REDACTED.to_owned(),
+        MessageContent::Parts(_) => serde_json::to_string(c).unwrap_or_default(),
+    })
+}
+
+fn input_content(request: &Request, redact: bool, a: &mut Vec<KeyValue>) {
+    match request {
+        Request::Chat(r) => {
+            let mut input = Vec::new();
+            let mut system = Vec::new();
+            for (i, m) in r.messages.iter().enumerate() {
+                let text = message_text(m, redact);
+                a.push(KeyValue::new(
+                    format!("{}.{i}.role", k::GEN_AI_PROMPT_PREFIX),
+                    m.role.as_str(),
+                ));
+                if let Some(t) = &text {
+                    a.push(KeyValue::new(
+                        format!("{}.{i}.content", k::GEN_AI_PROMPT_PREFIX),
+                        t.clone(),
+                    ));
+                }
+                let calls = m.tool_calls.as_deref().unwrap_or_default();
+                for (j, c) in calls.iter().enumerate() {
+                    a.push(KeyValue::new(
+                        format!("{}.{i}.tool_calls.{j}.name", k::GEN_AI_PROMPT_PREFIX),
+                        c.function.name.clone(),
+                    ));
+                    a.push(KeyValue::new(
+                        format!("{}.{i}.tool_calls.{j}.arguments", k::GEN_AI_PROMPT_PREFIX),
+                        content_text(&c.function.arguments, redact),
+                    ));
+                }
+                if let Some(id) = &m.tool_call_id {
+                    a.push(KeyValue::new(
+                        format!("{}.{i}.tool_call_id", k::GEN_AI_PROMPT_PREFIX),
+                        id.clone(),
+                    ));
+                }
+                match m.role {
+                    Role::System | Role::Developer => {
+                        system.push(part_json(text.unwrap_or_default()));
+                    }
+                    Role::Tool | Role::Function => input.push(serde_json::json!({
+                        "role": "tool",
+                        "parts": [{"type": "tool_call_response", "id": m.tool_call_id, "response": text}],
+                    })),
+                    Role::User | Role::Assistant => {
+                        let mut parts: Vec<serde_json::Value> = text.into_iter().map(part_json).collect();
+                        parts.extend(tool_call_parts(calls, redact));
+                        input.push(serde_json::json!({"role": m.role.as_str(), "parts": parts}));
+                    }
+                }
+            }
+            a.push(KeyValue::new(
+                k::GEN_AI_INPUT_MESSAGES,
+                serde_json::Value::Array(input).to_string(),
+            ));
+            if !system.is_empty() {
+                a.push(KeyValue::new(
+                    k::GEN_AI_SYSTEM_INSTRUCTIONS,
+                    serde_json::Value::Array(system).to_string(),
+                ));
+            }
+            for (i, t) in r.tools.iter().flatten().enumerate() {
+                let p = k::LLM_REQUEST_FUNCTIONS_PREFIX;
+                a.push(KeyValue::new(
+                    format!("{p}.{i}.name"),
+                    t.function.name.clone(),
+                ));
+                if let Some(d) = &t.function.description {
+                    a.push(KeyValue::new(format!("{p}.{i}.description"), d.clone()));
+                }
+                if let Some(params) = &t.function.parameters {
+                    a.push(KeyValue::new(
+                        format!("{p}.{i}.parameters"),
+                        params.to_string(),
+                    ));
+                }
+            }
+        }
+        Request::Completion(r) => {
+            let text = content_text(&r.prompt_text(), redact);
+            a.push(KeyValue::new(
+                format!("{}.0.role", k::GEN_AI_PROMPT_PREFIX),
+                "user",
+            ));
+            a.push(KeyValue::new(
+                format!("{}.0.content", k::GEN_AI_PROMPT_PREFIX),
+                text.clone(),
+            ));
+            let input = serde_json::json!([{"role": "user", "parts": [part_json(text)]}]);
+            a.push(KeyValue::new(k::GEN_AI_INPUT_MESSAGES, input.to_string()));
+        }
+        Request::Embedding(r) => {
+            for (i, t) in r.input.texts().iter().enumerate() {
+                a.push(KeyValue::new(
+                    format!("{}.{i}.role", k::GEN_AI_PROMPT_PREFIX),
+                    "user",
+                ));
+                a.push(KeyValue::new(
+                    format!("{}.{i}.content", k::GEN_AI_PROMPT_PREFIX),
+                    content_text(t, redact),
+                ));
+            }
+        }
+    }
+}
+
+/// One choice of the output, gathered from a response or a stream.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct OutputChoice {
+    index: u32,
+    text: Option<String>,
+    tool_calls: Vec<ToolCall>,
+    finish_reason: Option<String>,
+}
+
+fn output_content(choices: &[OutputChoice], redact: bool, a: &mut Vec<KeyValue>) {
+    let p = k::GEN_AI_COMPLETION_PREFIX;
+    let mut out = Vec::new();
+    for c in choices {
+        let i = c.index;
+        let text = c.text.as_deref().map(|t| content_text(t, redact));
+        a.push(KeyValue::new(format!("{p}.{i}.role"), "assistant"));
+        if let Some(t) = &text {
+            a.push(KeyValue::new(format!("{p}.{i}.content"), t.clone()));
+        }
+        if let Some(f) = &c.finish_reason {
+            a.push(KeyValue::new(format!("{p}.{i}.finish_reason"), f.clone()));
+        }
+        for (j, call) in c.tool_calls.iter().enumerate() {
+            a.push(KeyValue::new(
+                format!("{p}.{i}.tool_calls.{j}.id"),
+                call.id.clone(),
+            ));
+            a.push(KeyValue::new(
+                format!("{p}.{i}.tool_calls.{j}.name"),
+                call.function.name.clone(),
+            ));
+            a.push(KeyValue::new(
+                format!("{p}.{i}.tool_calls.{j}.arguments"),
+                content_text(&call.function.arguments, redact),
+            ));
+        }
+        let mut parts: Vec<serde_json::Value> = text.into_iter().map(part_json).collect();
+        parts.extend(tool_call_parts(&c.tool_calls, redact));
+        out.push(serde_json::json!({
+            "role": "assistant",
+            "parts": parts,
+            "finish_reason": c.finish_reason.clone().unwrap_or_default(),
+        }));
+    }
+    a.push(KeyValue::new(
+        k::GEN_AI_OUTPUT_MESSAGES,
+        serde_json::Value::Array(out).to_string(),
+    ));
+}
+
+/// What a stream has said so far, recorded when it ends.
+pub(crate) struct StreamTrace {
+    call: Option<CallTrace>,
+    attempt: Option<AttemptTrace>,
+    started: Instant,
+    first_chunk: Option<f64>,
+    id: String,
+    model: String,
+    usage: Option<Usage>,
+    choices: BTreeMap<u32, OutputChoice>,
+}
+
+impl StreamTrace {
+    /// Starts gathering for a stream whose request began at `started`.
+    pub(crate) fn new(call: CallTrace, attempt: AttemptTrace, started: Instant) -> Self {
+        StreamTrace {
+            call: Some(call),
+            attempt: Some(attempt),
+            started,
+            first_chunk: None,
+            id: String::new(),
+            model: String::new(),
+            usage: None,
+            choices: BTreeMap::new(),
+        }
+    }
+
+    /// Notes one chunk.
+    pub(crate) fn on_chunk(&mut self, chunk: &Chunk) {
+        if self.first_chunk.is_none() {
+            self.first_chunk = Some(self.started.elapsed().as_secs_f64());
+        }
+        match chunk {
+            Chunk::Chat(c) => {
+                if self.id.is_empty() {
+                    self.id.clone_from(&c.id);
+                    self.model.clone_from(&c.model);
+                }
+                if c.usage.is_some() {
+                    self.usage.clone_from(&c.usage);
+                }
+                for ch in &c.choices {
+                    let entry = self
+                        .choices
+                        .entry(ch.index)
+                        .or_insert_with(|| OutputChoice {
+                            index: ch.index,
+                            ..OutputChoice::default()
+                        });
+                    if let Some(t) = &ch.delta.content {
+                        entry.text.get_or_insert_with(String::new).push_str(t);
+                    }
+                    for d in ch.delta.tool_calls.iter().flatten() {
+                        let idx = d.index as usize;
+                        while entry.tool_calls.len() <= idx {
+                            entry.tool_calls.push(ToolCall {
+                                id: String::new(),
+                                kind: "function".into(),
+                                function: crate::types::FunctionCall {
+                                    name: String::new(),
+                                    arguments: String::new(),
+                                },
+                                extra: Default::default(),
+                            });
+                        }
+                        let call = &mut entry.tool_calls[idx];
+                        if let Some(id) = &d.id {
+                            call.id.clone_from(id);
+                        }
+                        if let Some(f) = &d.function {
+                            if let Some(n) = &f.name {
+                                call.function.name.push_str(n);
+                            }
+                            if let Some(args) = &f.arguments {
+                                call.function.arguments.push_str(args);
+                            }
+                        }
+                    }
+                    if ch.finish_reason.is_some() {
+                        entry.finish_reason.clone_from(&ch.finish_reason);
+                    }
+                }
+            }
+            Chunk::Completion(c) => {
+                if self.id.is_empty() {
+                    self.id.clone_from(&c.id);
+                    self.model.clone_from(&c.model);
+                }
+                if c.usage.is_some() {
+                    self.usage.clone_from(&c.usage);
+                }
+                for ch in &c.choices {
+                    let entry = self
+                        .choices
+                        .entry(ch.index)
+                        .or_insert_with(|| OutputChoice {
+                            index: ch.index,
+                            ..OutputChoice::default()
+                        });
+                    entry
+                        .text
+                        .get_or_insert_with(String::new)
+                        .push_str(&ch.text);
+                    if ch.finish_reason.is_some() {
+                        entry.finish_reason.clone_from(&ch.finish_reason);
+                    }
+                }
+            }
+        }
+    }
+
+    fn record_output(&self, call: &CallTrace) {
+        let mut a = Vec::new();
+        response_ids(&self.id, &self.model, &mut a);
+        let reasons: Vec<String> = self
+            .choices
+            .values()
+            .filter_map(|c| c.finish_reason.clone())
+            .collect();
+        a.push(KeyValue::new(
+            k::GEN_AI_RESPONSE_FINISH_REASONS,
+            string_array(reasons),
+        ));
+        if let Some(u) = &self.usage {
+            usage_attributes(u, &mut a);
+        }
+        if let Some(t) = self.first_chunk {
+            a.push(KeyValue::new(k::GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, t));
+        }
+        let choices: Vec<OutputChoice> = self.choices.values().cloned().collect();
+        output_content(&choices, call.redaction.output, &mut a);
+        call.set(a);
+    }
+
+    /// The stream ended normally.
+    pub(crate) fn finish(&mut self) {
+        if let (Some(call), Some(attempt)) = (self.call.take(), self.attempt.take()) {
+            self.record_output(&call);
+            attempt.response_model(&self.model);
+            attempt.succeed();
+            call.finish();
+        }
+    }
+
+    /// The stream failed part-way.
+    pub(crate) fn fail(&mut self, err: &Error) {
+        if let (Some(call), Some(attempt)) = (self.call.take(), self.attempt.take()) {
+            self.record_output(&call);
+            attempt.fail(err);
+            call.record_error(err);
+            call.finish();
+        }
+    }
+}
+
+impl Drop for StreamTrace {
+    fn drop(&mut self) {
+        // Dropped before its end: the client went away. Record what was sent and end the spans.
+        if let (Some(call), Some(attempt)) = (self.call.take(), self.attempt.take()) {
+            self.record_output(&call);
+            attempt.abandon();
+            call.carrier.span().add_event("client_disconnected", vec![]);
+            call.finish();
+        }
+    }
+}

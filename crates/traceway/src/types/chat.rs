@@ -1,0 +1,470 @@
+//! `/v1/chat/completions`: request, response and stream chunk.
+
+use super::{Extra, StopSequences, StreamOptions, Usage};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Who wrote a message. An unknown role is a 400, as OpenAI answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// System instructions.
+    System,
+    /// Developer instructions (newer name of `system`).
+    Developer,
+    /// The end user.
+    User,
+    /// The model.
+    Assistant,
+    /// A tool result.
+    Tool,
+    /// A legacy function result.
+    Function,
+}
+
+impl Role {
+    /// The wire name of the role.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::Developer => "developer",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+            Role::Function => "function",
+        }
+    }
+}
+
+/// A message's content: a string or a list of parts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MessageContent {
+    /// Plain text.
+    Text(String),
+    /// Text, images, audio and files.
+    Parts(Vec<ContentPart>),
+}
+
+impl MessageContent {
+    /// The text of the content, parts joined; non-text parts are left out.
+    pub fn text(&self) -> String {
+        match self {
+            MessageContent::Text(s) => s.clone(),
+            MessageContent::Parts(parts) => parts
+                .iter()
+                .filter_map(|p| match p {
+                    ContentPart::Known(KnownContentPart::Text { text, .. }) => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join(""),
+        }
+    }
+}
+
+/// One part of a list content: a part type Traceway knows, or any other kept as it came.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ContentPart {
+    /// A part type with a typed shape.
+    Known(KnownContentPart),
+    /// A part type this version does not know; passed on untouched.
+    Unknown(Value),
+}
+
+/// Content part types with a typed shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum KnownContentPart {
+    /// Text.
+    Text {
+        /// The text.
+        text: String,
+        /// Fields not named above.
+        #[serde(flatten)]
+        extra: Extra,
+    },
+    /// An image by URL or data URL.
+    ImageUrl {
+        /// `{url, detail}`.
+        image_url: Value,
+        /// Fields not named above.
+        #[serde(flatten)]
+        extra: Extra,
+    },
+}
+
+/// A function call the model asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    /// Function name.
+    #[serde(default)]
+    pub name: String,
+    /// Arguments as a JSON string.
+    #[serde(default)]
+    pub arguments: String,
+}
+
+/// A tool call in an assistant message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// Call id, echoed by the tool message that answers it.
+    pub id: String,
+    /// Always `function` today.
+    #[serde(rename = "type", default = "function_type")]
+    pub kind: String,
+    /// The call.
+    pub function: FunctionCall,
+    /// Fields not named above.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+fn function_type() -> String {
+    "function".to_owned()
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Who wrote it.
+    pub role: Role,
+    /// Its content; absent on an assistant message that only calls tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<MessageContent>,
+    /// Optional participant name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Tool calls of an assistant message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// Which call a tool message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// Fields not named above (`refusal`, `audio`, `reasoning_content` …).
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl ChatMessage {
+    /// A message with plain text content.
+    pub fn new(role: Role, text: impl Into<String>) -> Self {
+        ChatMessage {
+            role,
+            content: Some(MessageContent::Text(text.into())),
+            name: None,
+            tool_calls: None,
+            tool_call_id: None,
+            extra: Extra::new(),
+        }
+    }
+
+    /// The message's text (parts joined), empty when it has none.
+    pub fn text(&self) -> String {
+        self.content
+            .as_ref()
+            .map(MessageContent::text)
+            .unwrap_or_default()
+    }
+}
+
+/// A function the model may call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionDef {
+    /// Function name.
+    pub name: String,
+    /// What it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON schema of its arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Value>,
+    /// Fields not named above (`strict` …).
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A tool offered to the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tool {
+    /// Always `function` today.
+    #[serde(rename = "type", default = "function_type")]
+    pub kind: String,
+    /// The function.
+    pub function: FunctionDef,
+    /// Fields not named above.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `response_format`: `text`, `json_object` or `json_schema`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseFormat {
+    /// The format type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Fields not named above (`json_schema` …).
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl ResponseFormat {
+    /// Whether the format asks for JSON output.
+    pub fn is_json(&self) -> bool {
+        self.kind == "json_object" || self.kind == "json_schema"
+    }
+}
+
+/// The body of `POST /v1/chat/completions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatCompletionRequest {
+    /// Model group (proxy) or `provider/model` (library).
+    pub model: String,
+    /// The conversation.
+    pub messages: Vec<ChatMessage>,
+    /// Stream the answer as server-sent events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// Options of a streamed answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<StreamOptions>,
+    /// Sampling temperature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    /// How many choices to generate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<u32>,
+    /// Stop sequences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<StopSequences>,
+    /// Output token limit (older name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    /// Output token limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_completion_tokens: Option<u64>,
+    /// Presence penalty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f64>,
+    /// Frequency penalty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f64>,
+    /// Token bias map.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logit_bias: Option<Value>,
+    /// Return log probabilities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<bool>,
+    /// How many top log probabilities per token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_logprobs: Option<u32>,
+    /// End-user id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Sampling seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    /// Tools the model may call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Tool>>,
+    /// `none`, `auto`, `required` or a named tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<Value>,
+    /// Let the model call several tools at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
+    /// Output format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
+    /// Every other field: gateway fields (`mock_response`, `metadata` …) and upstream fields
+    /// this version does not name, which OpenAI-compatible upstreams receive untouched.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl ChatCompletionRequest {
+    /// A request for `model` with `messages` and nothing else set.
+    pub fn new(model: impl Into<String>, messages: Vec<ChatMessage>) -> Self {
+        ChatCompletionRequest {
+            model: model.into(),
+            messages,
+            stream: None,
+            stream_options: None,
+            temperature: None,
+            top_p: None,
+            n: None,
+            stop: None,
+            max_tokens: None,
+            max_completion_tokens: None,
+            presence_penalty: None,
+            frequency_penalty: None,
+            logit_bias: None,
+            logprobs: None,
+            top_logprobs: None,
+            user: None,
+            seed: None,
+            tools: None,
+            tool_choice: None,
+            parallel_tool_calls: None,
+            response_format: None,
+            extra: Extra::new(),
+        }
+    }
+
+    /// Whether the client asked for a stream.
+    pub fn is_stream(&self) -> bool {
+        self.stream == Some(true)
+    }
+}
+
+/// One choice of a chat response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatChoice {
+    /// Position among the choices.
+    #[serde(default)]
+    pub index: u32,
+    /// The assistant message.
+    pub message: ChatMessage,
+    /// Why generation stopped.
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+    /// Log probabilities, when asked for (`null` otherwise, as OpenAI sends it).
+    #[serde(default)]
+    pub logprobs: Option<Value>,
+    /// Fields not named above.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// The body of a non-streamed chat response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatCompletionResponse {
+    /// Response id.
+    pub id: String,
+    /// Always `chat.completion`.
+    #[serde(default = "chat_completion_object")]
+    pub object: String,
+    /// Unix seconds.
+    #[serde(default)]
+    pub created: i64,
+    /// Model that answered.
+    #[serde(default)]
+    pub model: String,
+    /// The choices.
+    #[serde(default)]
+    pub choices: Vec<ChatChoice>,
+    /// Token counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// Backend configuration fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_fingerprint: Option<String>,
+    /// Fields not named above (`service_tier` …).
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+fn chat_completion_object() -> String {
+    "chat.completion".to_owned()
+}
+
+/// A tool-call fragment in a stream delta.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCallDelta {
+    /// Which tool call this fragment extends.
+    #[serde(default)]
+    pub index: u32,
+    /// Call id, on the first fragment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `function`, on the first fragment.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Name and argument fragments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<FunctionCallDelta>,
+}
+
+/// Name and argument fragments of a streamed tool call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionCallDelta {
+    /// Function name, on the first fragment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A piece of the arguments string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<String>,
+}
+
+/// The change one chunk makes to a choice.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatDelta {
+    /// Role, on the first chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// A piece of the content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// Tool-call fragments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallDelta>>,
+    /// Fields not named above (`refusal`, `reasoning_content` …).
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// One choice of a stream chunk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatChunkChoice {
+    /// Position among the choices.
+    #[serde(default)]
+    pub index: u32,
+    /// What this chunk adds.
+    #[serde(default)]
+    pub delta: ChatDelta,
+    /// Why generation stopped, on the last chunk of the choice.
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+    /// Log probabilities, when asked for (`null` otherwise, as OpenAI sends it).
+    #[serde(default)]
+    pub logprobs: Option<Value>,
+    /// Fields not named above.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// One `data:` event of a streamed chat response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatCompletionChunk {
+    /// Response id (the same on every chunk).
+    pub id: String,
+    /// Always `chat.completion.chunk`.
+    #[serde(default = "chat_chunk_object")]
+    pub object: String,
+    /// Unix seconds.
+    #[serde(default)]
+    pub created: i64,
+    /// Model that answers.
+    #[serde(default)]
+    pub model: String,
+    /// Choice deltas; empty on the usage chunk.
+    #[serde(default)]
+    pub choices: Vec<ChatChunkChoice>,
+    /// The whole stream's usage, on the last chunk when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// Backend configuration fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_fingerprint: Option<String>,
+    /// Fields not named above.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+fn chat_chunk_object() -> String {
+    "chat.completion.chunk".to_owned()
+}
