@@ -29,16 +29,14 @@ impl Injector for HeaderWrite<'_> {
 
 /// Reads a W3C parent context from request headers; an absent or malformed one gives an empty context.
 pub fn extract(headers: &http::HeaderMap) -> Context {
-    TraceContextPropagator::new()
-        .extract_with_context(&Context::new(), &HeaderRead(headers))
+    TraceContextPropagator::new().extract_with_context(&Context::new(), &HeaderRead(headers))
 }
 
 /// Renders `cx`'s span as `traceparent` (and `tracestate` when set) header pairs.
 pub fn inject(cx: &Context) -> Vec<(String, String)> {
     let mut out = Vec::with_capacity(2);
     if cx.span().span_context().is_valid() {
-        TraceContextPropagator::new()
-            .inject_context(cx, &mut HeaderWrite(&mut out));
+        TraceContextPropagator::new().inject_context(cx, &mut HeaderWrite(&mut out));
     }
     out
 }
