@@ -43,7 +43,11 @@ impl App {
     /// Builds the proxy; `force_otel` (the `--otel` flag) turns tracing on whatever the config says.
     pub fn build(config: ProxyConfig, force_otel: bool) -> Result<App, AppError> {
         let otel = OtelConfig::from_env(&config.env)?;
-        let telemetry = if force_otel || config.otel_enabled() { Telemetry::init(&otel)? } else { None };
+        let telemetry = if force_otel || config.otel_enabled() {
+            Telemetry::init(&otel)?
+        } else {
+            None
+        };
         let mut builder = Client::builder().direct_provider_models(false);
         if let Some(t) = config.request_timeout {
             builder = builder.timeout(t);
@@ -54,7 +58,10 @@ impl App {
         if let Some(t) = &telemetry {
             builder = builder.tracing(Tracing {
                 telemetry: t.clone(),
-                capture_content: matches!(otel.capture, CaptureContent::SpanOnly | CaptureContent::SpanAndEvent),
+                capture_content: matches!(
+                    otel.capture,
+                    CaptureContent::SpanOnly | CaptureContent::SpanAndEvent
+                ),
             });
         }
         let client = builder.build()?;
@@ -83,8 +90,14 @@ impl App {
     pub async fn spawn(self, addr: &str) -> Result<RunningProxy, AppError> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|source| AppError::Bind { addr: addr.to_owned(), source })?;
-        let local = listener.local_addr().map_err(|source| AppError::Bind { addr: addr.to_owned(), source })?;
+            .map_err(|source| AppError::Bind {
+                addr: addr.to_owned(),
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| AppError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let router = self.router();
         let task = tokio::spawn(async move {
@@ -93,7 +106,12 @@ impl App {
             })
             .await;
         });
-        Ok(RunningProxy { addr: local, stop: Some(tx), task: Some(task), app: self })
+        Ok(RunningProxy {
+            addr: local,
+            stop: Some(tx),
+            task: Some(task),
+            app: self,
+        })
     }
 }
 

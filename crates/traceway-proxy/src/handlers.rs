@@ -14,7 +14,9 @@ use opentelemetry::KeyValue;
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use traceway::{CallOptions, Chunk, Error, ErrorKind, Operation, Reply, Request, Response as LlmResponse};
+use traceway::{
+    CallOptions, Chunk, Error, ErrorKind, Operation, Reply, Request, Response as LlmResponse,
+};
 use traceway_otel::keys as k;
 
 /// Response header naming the deployment that answered.
@@ -31,18 +33,45 @@ struct Route {
 }
 
 /// `POST /v1/chat/completions` (and `/chat/completions`).
-pub async fn chat_completions(state: State<Arc<AppState>>, request: axum::extract::Request) -> Response {
-    handle(state, request, Route { path: "/v1/chat/completions", operation: Operation::Chat }).await
+pub async fn chat_completions(
+    state: State<Arc<AppState>>,
+    request: axum::extract::Request,
+) -> Response {
+    handle(
+        state,
+        request,
+        Route {
+            path: "/v1/chat/completions",
+            operation: Operation::Chat,
+        },
+    )
+    .await
 }
 
 /// `POST /v1/completions` (and `/completions`).
 pub async fn completions(state: State<Arc<AppState>>, request: axum::extract::Request) -> Response {
-    handle(state, request, Route { path: "/v1/completions", operation: Operation::Completion }).await
+    handle(
+        state,
+        request,
+        Route {
+            path: "/v1/completions",
+            operation: Operation::Completion,
+        },
+    )
+    .await
 }
 
 /// `POST /v1/embeddings` (and `/embeddings`).
 pub async fn embeddings(state: State<Arc<AppState>>, request: axum::extract::Request) -> Response {
-    handle(state, request, Route { path: "/v1/embeddings", operation: Operation::Embedding }).await
+    handle(
+        state,
+        request,
+        Route {
+            path: "/v1/embeddings",
+            operation: Operation::Embedding,
+        },
+    )
+    .await
 }
 
 fn request_id(headers: &HeaderMap) -> String {
@@ -59,19 +88,33 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let inner = e.inner();
         if inner.is_syntax() || inner.is_eof() {
-            return ApiError::bad_request(format!("the request body is not valid JSON: {inner}"), None);
+            return ApiError::bad_request(
+                format!("the request body is not valid JSON: {inner}"),
+                None,
+            );
         }
         let path = e.path().to_string();
         let msg = inner.to_string();
         // "missing field `model`" names the field itself; elsewhere the path does.
         let param = match msg.split('`').nth(1) {
             Some(field) if msg.starts_with("missing field") => {
-                if path == "." { field.to_owned() } else { format!("{path}.{field}") }
+                if path == "." {
+                    field.to_owned()
+                } else {
+                    format!("{path}.{field}")
+                }
             }
             _ => path.clone(),
         };
-        let location = if path == "." { String::new() } else { format!(" at {path}") };
-        ApiError::bad_request(format!("invalid request body{location}: {msg}"), Some(&param))
+        let location = if path == "." {
+            String::new()
+        } else {
+            format!(" at {path}")
+        };
+        ApiError::bad_request(
+            format!("invalid request body{location}: {msg}"),
+            Some(&param),
+        )
     })
 }
 
@@ -80,7 +123,10 @@ fn parse_request(op: Operation, bytes: &[u8]) -> Result<Request, ApiError> {
         Operation::Chat => {
             let r: traceway::types::ChatCompletionRequest = parse(bytes)?;
             if r.messages.is_empty() {
-                return Err(ApiError::bad_request("messages must contain at least one message", Some("messages")));
+                return Err(ApiError::bad_request(
+                    "messages must contain at least one message",
+                    Some("messages"),
+                ));
             }
             Request::Chat(r)
         }
@@ -88,7 +134,10 @@ fn parse_request(op: Operation, bytes: &[u8]) -> Result<Request, ApiError> {
         Operation::Embedding => Request::Embedding(parse(bytes)?),
     };
     if req.model().trim().is_empty() {
-        return Err(ApiError::bad_request("model must name a model; GET /v1/models lists them", Some("model")));
+        return Err(ApiError::bad_request(
+            "model must name a model; GET /v1/models lists them",
+            Some("model"),
+        ));
     }
     Ok(req)
 }
@@ -119,16 +168,25 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
             if too_large {
                 Err(ApiError(Error::new(
                     ErrorKind::PayloadTooLarge,
-                    format!("the request body is larger than the limit of {limit} bytes (general_settings.max_request_size_mb)"),
+                    format!(
+                        "the request body is larger than the limit of {limit} bytes (general_settings.max_request_size_mb)"
+                    ),
                 )))
             } else {
-                Err(ApiError::bad_request(format!("could not read the request body: {e}"), None))
+                Err(ApiError::bad_request(
+                    format!("could not read the request body: {e}"),
+                    None,
+                ))
             }
         }
     }
 }
 
-async fn handle(State(state): State<Arc<AppState>>, request: axum::extract::Request, route: Route) -> Response {
+async fn handle(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    route: Route,
+) -> Response {
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
     let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().copied();
@@ -142,9 +200,15 @@ async fn handle(State(state): State<Arc<AppState>>, request: axum::extract::Requ
                 KeyValue::new(k::URL_PATH, route.path),
             ];
             if let Some(ConnectInfo(addr)) = peer {
-                attrs.push(KeyValue::new(k::METADATA_REQUESTER_IP_ADDRESS, addr.ip().to_string()));
+                attrs.push(KeyValue::new(
+                    k::METADATA_REQUESTER_IP_ADDRESS,
+                    addr.ip().to_string(),
+                ));
             }
-            if let Some(ua) = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+            if let Some(ua) = headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+            {
                 attrs.push(KeyValue::new(k::METADATA_USER_AGENT, ua.to_owned()));
             }
             RequestSpan::start(tracing, &parent, attrs)
@@ -189,7 +253,10 @@ async fn serve(
         Request::Completion(r) => r.user.as_deref(),
         Request::Embedding(r) => r.user.as_deref(),
     } {
-        attributes.push(KeyValue::new(k::METADATA_USER_API_KEY_END_USER_ID, user.to_owned()));
+        attributes.push(KeyValue::new(
+            k::METADATA_USER_API_KEY_END_USER_ID,
+            user.to_owned(),
+        ));
     }
     let opts = CallOptions {
         parent: span.as_ref().and_then(|s| s.context().cloned()),
@@ -215,12 +282,23 @@ async fn serve(
                 LlmResponse::Completion(r) => serde_json::to_vec(r),
                 LlmResponse::Embedding(r) => serde_json::to_vec(r),
             }
-            .map_err(|e| ApiError(Error::new(ErrorKind::Internal, format!("could not encode the response: {e}"))))?;
-            out_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            .map_err(|e| {
+                ApiError(Error::new(
+                    ErrorKind::Internal,
+                    format!("could not encode the response: {e}"),
+                ))
+            })?;
+            out_headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             Ok((StatusCode::OK, out_headers, body).into_response())
         }
         Reply::Stream(chunks) => {
-            out_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            out_headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
             out_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             let span = span.take().unwrap_or_else(RequestSpan::disabled);
             let body = Body::from_stream(sse_body(chunks, span));
@@ -260,30 +338,37 @@ fn sse_body(
             }
         }
     }
-    futures_util::stream::unfold(State { chunks, span: Some(span), done: false }, |mut st| async move {
-        if st.done {
-            return None;
-        }
-        match st.chunks.next().await {
-            Some(Ok(chunk)) => Some((Ok(encode_chunk(&chunk)), st)),
-            Some(Err(err)) => {
-                st.done = true;
-                if let Some(span) = st.span.take() {
-                    span.fail(200, &err);
-                }
-                let body = serde_json::to_vec(&err.to_body()).unwrap_or_default();
-                let mut out = b"data: ".to_vec();
-                out.extend_from_slice(&body);
-                out.extend_from_slice(b"\n\n");
-                Some((Ok(Bytes::from(out)), st))
+    futures_util::stream::unfold(
+        State {
+            chunks,
+            span: Some(span),
+            done: false,
+        },
+        |mut st| async move {
+            if st.done {
+                return None;
             }
-            None => {
-                st.done = true;
-                if let Some(span) = st.span.take() {
-                    span.finish(200);
+            match st.chunks.next().await {
+                Some(Ok(chunk)) => Some((Ok(encode_chunk(&chunk)), st)),
+                Some(Err(err)) => {
+                    st.done = true;
+                    if let Some(span) = st.span.take() {
+                        span.fail(200, &err);
+                    }
+                    let body = serde_json::to_vec(&err.to_body()).unwrap_or_default();
+                    let mut out = b"data: ".to_vec();
+                    out.extend_from_slice(&body);
+                    out.extend_from_slice(b"\n\n");
+                    Some((Ok(Bytes::from(out)), st))
                 }
-                Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), st))
+                None => {
+                    st.done = true;
+                    if let Some(span) = st.span.take() {
+                        span.finish(200);
+                    }
+                    Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), st))
+                }
             }
-        }
-    })
+        },
+    )
 }

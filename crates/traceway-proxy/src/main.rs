@@ -14,7 +14,11 @@ use traceway_proxy::config::{OverlayEnv, ProxyConfig};
 const DEFAULT_PORT: u16 = 4000;
 
 #[derive(Parser)]
-#[command(name = "traceway", version, about = "An OpenAI-compatible LLM gateway that traces every call with OpenTelemetry")]
+#[command(
+    name = "traceway",
+    version,
+    about = "An OpenAI-compatible LLM gateway that traces every call with OpenTelemetry"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
@@ -64,8 +68,13 @@ fn init_logging() {
         .ok()
         .or_else(|| std::env::var("LITELLM_LOG").ok().map(|l| l.to_lowercase()))
         .unwrap_or_else(|| "info".to_owned());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -74,13 +83,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("{}: {w}", config.source_name);
     }
     if config.master_key.is_none() {
-        tracing::warn!("no master_key set: the proxy is open, anyone who can reach it may call every model");
+        tracing::warn!(
+            "no master_key set: the proxy is open, anyone who can reach it may call every model"
+        );
     }
     let source = config.source_name.clone();
-    let models: Vec<String> = config.deployments.iter().map(|d| d.model_name.clone()).collect();
+    let models: Vec<String> = config
+        .deployments
+        .iter()
+        .map(|d| d.model_name.clone())
+        .collect();
     let app = App::build(config, args.otel)?;
     let addr = format!("{}:{}", args.host, args.port);
-    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     let tracing_mode = match &app.telemetry {
         Some(t) => format!("tracing on ({:?} exporter)", t.exporter()),
         None => "tracing off".to_owned(),
@@ -92,7 +109,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         models.join(", ")
     );
     let router = app.router();
-    traceway_proxy::server::serve(listener, router, traceway_proxy::server::shutdown_signal()).await?;
+    traceway_proxy::server::serve(listener, router, traceway_proxy::server::shutdown_signal())
+        .await?;
     tracing::info!("shutting down: in-flight requests finished, flushing telemetry");
     app.shutdown_telemetry();
     Ok(())
@@ -103,25 +121,34 @@ fn main() -> ExitCode {
     init_logging();
     traceway::client::install_crypto_provider();
     match cli.command {
-        Some(Command::CheckConfig { config }) => match ProxyConfig::load(&config, Arc::new(ProcessEnv)) {
-            Ok(c) => {
-                for w in &c.warnings {
-                    println!("warning: {w}");
+        Some(Command::CheckConfig { config }) => {
+            match ProxyConfig::load(&config, Arc::new(ProcessEnv)) {
+                Ok(c) => {
+                    for w in &c.warnings {
+                        println!("warning: {w}");
+                    }
+                    println!(
+                        "{}: OK ({} deployments)",
+                        c.source_name,
+                        c.deployments.len()
+                    );
+                    ExitCode::SUCCESS
                 }
-                println!("{}: OK ({} deployments)", c.source_name, c.deployments.len());
-                ExitCode::SUCCESS
+                Err(e) => {
+                    eprint!("{e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprint!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
         command => {
             let args = match command {
                 Some(Command::Serve(a)) => a,
                 _ => cli.serve,
             };
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: cannot start the async runtime: {e}");

@@ -17,7 +17,10 @@ pub struct RequestSpan {
 impl RequestSpan {
     /// A span that records nothing (tracing off).
     pub fn disabled() -> Self {
-        RequestSpan { cx: None, tracer: None }
+        RequestSpan {
+            cx: None,
+            tracer: None,
+        }
     }
 
     /// Opens the span as a child of `parent` (the incoming trace context, possibly empty).
@@ -28,7 +31,10 @@ impl RequestSpan {
             .with_kind(SpanKind::Server)
             .with_attributes(attributes)
             .start_with_context(&tracer, parent);
-        RequestSpan { cx: Some(parent.with_span(span)), tracer: Some(tracer) }
+        RequestSpan {
+            cx: Some(parent.with_span(span)),
+            tracer: Some(tracer),
+        }
     }
 
     /// The span's context, to parent the call's spans.
@@ -46,7 +52,10 @@ impl RequestSpan {
     /// Records the response status and ends the span.
     pub fn finish(self, status: u16) {
         if let Some(cx) = &self.cx {
-            cx.span().set_attribute(KeyValue::new(k::HTTP_RESPONSE_STATUS_CODE, i64::from(status)));
+            cx.span().set_attribute(KeyValue::new(
+                k::HTTP_RESPONSE_STATUS_CODE,
+                i64::from(status),
+            ));
             cx.span().end();
         }
     }

@@ -44,14 +44,25 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<axum::Json<ModelList>, ApiError> {
+async fn models(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<axum::Json<ModelList>, ApiError> {
     auth::authorize(state.config.master_key.as_ref(), &headers)?;
     let data = state
         .client
         .model_groups()
-        .map(|id| Model { id: id.to_owned(), object: "model".into(), created: state.started, owned_by: "openai".into() })
+        .map(|id| Model {
+            id: id.to_owned(),
+            object: "model".into(),
+            created: state.started,
+            owned_by: "openai".into(),
+        })
         .collect();
-    Ok(axum::Json(ModelList { object: "list".into(), data }))
+    Ok(axum::Json(ModelList {
+        object: "list".into(),
+        data,
+    }))
 }
 
 async fn liveliness() -> axum::Json<&'static str> {
@@ -80,9 +91,12 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_traceway");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn write_config(text: &str) -> tempfile_path::TempPath {
@@ -33,7 +37,10 @@ mod tempfile_path {
     }
     fn uuid_like() -> String {
         use std::time::{SystemTime, UNIX_EPOCH};
-        let n = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+        let n = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
         format!("{}-{n}", std::process::id())
     }
 }
@@ -42,7 +49,9 @@ fn wait_healthy(port: u16, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            let _ = s.write_all(b"GET /health/liveliness HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let _ = s.write_all(
+                b"GET /health/liveliness HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            );
             let mut out = String::new();
             let _ = std::io::Read::read_to_string(&mut s, &mut out);
             if out.starts_with("HTTP/1.1 200") {
@@ -72,33 +81,53 @@ fn post(port: u16, body: &str) -> String {
 
 #[test]
 fn serves_a_config_and_exits_zero_on_sigterm() {
-    let cfg = write_config("model_list:\n  - model_name: echo\n    litellm_params:\n      model: mock/echo\n");
+    let cfg = write_config(
+        "model_list:\n  - model_name: echo\n    litellm_params:\n      model: mock/echo\n",
+    );
     let port = free_port();
     let mut child = Command::new(BIN)
-        .args(["serve", "--config", cfg.0.to_str().unwrap(), "--port", &port.to_string()])
+        .args([
+            "serve",
+            "--config",
+            cfg.0.to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+        ])
         .env("OTEL_EXPORTER", "none")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     wait_healthy(port, &mut child);
-    let out = post(port, r#"{"model":"echo","messages":[{"role":"user","content":"ping"}]}"#);
+    let out = post(
+        port,
+        r#"{"model":"echo","messages":[{"role":"user","content":"ping"}]}"#,
+    );
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert!(out.contains("\"content\":\"ping\""), "{out}");
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     let exit = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "traceway did not exit after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "traceway did not exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(exit.code(), Some(0));
     let mut err = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-    assert!(err.contains("no master_key set"), "the open proxy is announced: {err}");
+    assert!(
+        err.contains("no master_key set"),
+        "the open proxy is announced: {err}"
+    );
 }
 
 #[test]
@@ -112,21 +141,39 @@ fn embedded_defaults_serve_the_mock_model_and_port_env_is_honoured() {
         .spawn()
         .unwrap();
     wait_healthy(port, &mut child);
-    let out = post(port, r#"{"model":"mock","messages":[{"role":"user","content":"hi there"}]}"#);
+    let out = post(
+        port,
+        r#"{"model":"mock","messages":[{"role":"user","content":"hi there"}]}"#,
+    );
     assert!(out.contains("hi there"), "{out}");
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("Received Proxy Server Request"), "console traces are printed: {stdout}");
+    assert!(
+        stdout.contains("Received Proxy Server Request"),
+        "console traces are printed: {stdout}"
+    );
 }
 
 #[test]
 fn bad_configs_stop_start_up_naming_file_path_and_problem() {
-    let cfg = write_config("model_list:\n  - model_name: x\n    litellm_params:\n      model: openai/x\n      api_key: os.environ/TRACEWAY_TEST_UNSET_VAR\nlitellm_setings: {}\n");
+    let cfg = write_config(
+        "model_list:\n  - model_name: x\n    litellm_params:\n      model: openai/x\n      api_key: os.environ/TRACEWAY_TEST_UNSET_VAR\nlitellm_setings: {}\n",
+    );
     let path = cfg.0.to_str().unwrap().to_owned();
-    for args in [vec!["check-config", "--config", &path], vec!["serve", "--config", &path, "--port", "0"]] {
-        let out = Command::new(BIN).args(&args).env_remove("TRACEWAY_TEST_UNSET_VAR").output().unwrap();
+    for args in [
+        vec!["check-config", "--config", &path],
+        vec!["serve", "--config", &path, "--port", "0"],
+    ] {
+        let out = Command::new(BIN)
+            .args(&args)
+            .env_remove("TRACEWAY_TEST_UNSET_VAR")
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(&path), "{err}");
@@ -134,11 +181,19 @@ fn bad_configs_stop_start_up_naming_file_path_and_problem() {
         assert!(err.contains("did you mean \"litellm_settings\""), "{err}");
         assert!(!err.contains("panicked"), "{err}");
     }
-    let good = write_config("model_list:\n  - model_name: x\n    litellm_params:\n      model: mock/x\n      rpm: 5\n");
-    let out = Command::new(BIN).args(["check-config", "--config", good.0.to_str().unwrap()]).output().unwrap();
+    let good = write_config(
+        "model_list:\n  - model_name: x\n    litellm_params:\n      model: mock/x\n      rpm: 5\n",
+    );
+    let out = Command::new(BIN)
+        .args(["check-config", "--config", good.0.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("OK (1 deployments)") && text.contains("rpm"), "{text}");
+    assert!(
+        text.contains("OK (1 deployments)") && text.contains("rpm"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -150,5 +205,8 @@ fn a_malformed_telemetry_variable_stops_start_up_with_its_name() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("OTEL_EXPORTER") && err.contains("otlp_htp"), "{err}");
+    assert!(
+        err.contains("OTEL_EXPORTER") && err.contains("otlp_htp"),
+        "{err}"
+    );
 }

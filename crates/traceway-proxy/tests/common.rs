@@ -9,9 +9,16 @@ use traceway_proxy::config::ProxyConfig;
 /// Starts a proxy from YAML `config` with `vars` as its whole environment.
 pub async fn proxy(config: &str, vars: &[(&str, &str)]) -> RunningProxy {
     traceway::client::install_crypto_provider();
-    let env: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let env: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let cfg = ProxyConfig::parse(config, "test.yaml", Arc::new(env)).expect("test config is valid");
-    App::build(cfg, false).expect("proxy builds").spawn("127.0.0.1:0").await.expect("proxy binds")
+    App::build(cfg, false)
+        .expect("proxy builds")
+        .spawn("127.0.0.1:0")
+        .await
+        .expect("proxy binds")
 }
 
 /// An HTTP client for calling the proxy.

@@ -36,7 +36,10 @@ async fn chat_round_trips_the_official_wire_format_both_ways() {
     assert_eq!(resp.headers()["x-litellm-model-id"], deployment_id.as_str());
     let got: Value = resp.json().await.unwrap();
     let fixture: Value = serde_json::from_str(openai_upstream::CHAT_COMPLETION).unwrap();
-    assert_eq!(got, fixture, "the upstream's response reaches the client whole, unknown fields included");
+    assert_eq!(
+        got, fixture,
+        "the upstream's response reaches the client whole, unknown fields included"
+    );
 
     let sent = up.last_request();
     assert_eq!(sent.path, "/v1/chat/completions");
@@ -45,14 +48,22 @@ async fn chat_round_trips_the_official_wire_format_both_ways() {
     assert_eq!(sent.body["reasoning_effort"], "low");
     assert_eq!(sent.body["some_future_field"], json!({"nested": [1, 2]}));
     assert_eq!(sent.body["temperature"], 0.0);
-    assert!(sent.body.get("metadata").is_none(), "gateway metadata is not sent upstream");
+    assert!(
+        sent.body.get("metadata").is_none(),
+        "gateway metadata is not sent upstream"
+    );
 }
 
 #[tokio::test]
 async fn unprefixed_routes_and_generated_request_ids() {
     let up = OpenAiUpstream::start().await;
     let p = proxy(&openai_config(&up.api_base(), ""), &[]).await;
-    let resp = http().post(format!("{}/chat/completions", p.url())).json(&chat_body("gpt")).send().await.unwrap();
+    let resp = http()
+        .post(format!("{}/chat/completions", p.url()))
+        .json(&chat_body("gpt"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(id.len(), 36, "a UUID is generated when none is given: {id}");
@@ -64,21 +75,52 @@ async fn streams_pass_through_and_the_usage_chunk_only_when_asked() {
     let p = proxy(&openai_config(&up.api_base(), ""), &[]).await;
     let mut body = chat_body("gpt");
     body["stream"] = json!(true);
-    let resp = http().post(format!("{}/v1/chat/completions", p.url())).json(&body).send().await.unwrap();
+    let resp = http()
+        .post(format!("{}/v1/chat/completions", p.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let events = sse_events(&resp.text().await.unwrap());
     assert_eq!(events.last().unwrap(), "[DONE]");
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
-    assert_eq!(chunks.len(), 5, "role, three content chunks, finish; no usage chunk: {chunks:?}");
-    assert!(chunks.iter().all(|c| c.get("usage").is_none() && !c["choices"].as_array().unwrap().is_empty()));
-    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert_eq!(
+        chunks.len(),
+        5,
+        "role, three content chunks, finish; no usage chunk: {chunks:?}"
+    );
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c.get("usage").is_none() && !c["choices"].as_array().unwrap().is_empty())
+    );
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
     assert_eq!(text, "Hello! How can I help?");
-    assert_eq!(chunks[0]["service_tier"], "default", "unknown chunk fields are kept");
-    assert_eq!(up.last_request().body["stream_options"]["include_usage"], true, "usage is always asked of the upstream");
+    assert_eq!(
+        chunks[0]["service_tier"], "default",
+        "unknown chunk fields are kept"
+    );
+    assert_eq!(
+        up.last_request().body["stream_options"]["include_usage"],
+        true,
+        "usage is always asked of the upstream"
+    );
 
     body["stream_options"] = json!({"include_usage": true});
-    let resp = http().post(format!("{}/v1/chat/completions", p.url())).json(&body).send().await.unwrap();
+    let resp = http()
+        .post(format!("{}/v1/chat/completions", p.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let events = sse_events(&resp.text().await.unwrap());
     let usage: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
     assert_eq!(usage["choices"], json!([]));
@@ -98,7 +140,10 @@ async fn completions_and_embeddings_reach_their_endpoints() {
         .json()
         .await
         .unwrap();
-    assert_eq!(c, serde_json::from_str::<Value>(openai_upstream::COMPLETION).unwrap());
+    assert_eq!(
+        c,
+        serde_json::from_str::<Value>(openai_upstream::COMPLETION).unwrap()
+    );
     assert_eq!(up.last_request().path, "/v1/completions");
     let e: Value = http()
         .post(format!("{}/v1/embeddings", p.url()))
@@ -109,13 +154,36 @@ async fn completions_and_embeddings_reach_their_endpoints() {
         .json()
         .await
         .unwrap();
-    assert_eq!(e, serde_json::from_str::<Value>(openai_upstream::EMBEDDING).unwrap());
+    assert_eq!(
+        e,
+        serde_json::from_str::<Value>(openai_upstream::EMBEDDING).unwrap()
+    );
     assert_eq!(up.last_request().path, "/v1/embeddings");
     let mut body = json!({"model": "gpt", "prompt": "x", "stream": true});
-    let events = sse_events(&http().post(format!("{}/v1/completions", p.url())).json(&body).send().await.unwrap().text().await.unwrap());
+    let events = sse_events(
+        &http()
+            .post(format!("{}/v1/completions", p.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
     assert_eq!(events.len(), 3, "two text chunks and [DONE]: {events:?}");
     body["stream_options"] = json!({"include_usage": true});
-    let events = sse_events(&http().post(format!("{}/v1/completions", p.url())).json(&body).send().await.unwrap().text().await.unwrap());
+    let events = sse_events(
+        &http()
+            .post(format!("{}/v1/completions", p.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
     assert_eq!(events.len(), 4);
 }
 
@@ -127,21 +195,60 @@ async fn the_mock_model_echoes_streams_embeds_and_fails_on_cue() {
     )
     .await;
     let url = format!("{}/v1/chat/completions", p.url());
-    let r: Value = http().post(&url).json(&chat_body("mock")).send().await.unwrap().json().await.unwrap();
+    let r: Value = http()
+        .post(&url)
+        .json(&chat_body("mock"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r["choices"][0]["message"]["content"], "Hello");
-    assert_eq!(r["usage"]["total_tokens"], r["usage"]["prompt_tokens"].as_u64().unwrap() + r["usage"]["completion_tokens"].as_u64().unwrap());
+    assert_eq!(
+        r["usage"]["total_tokens"],
+        r["usage"]["prompt_tokens"].as_u64().unwrap()
+            + r["usage"]["completion_tokens"].as_u64().unwrap()
+    );
     let mut body = chat_body("mock");
     body["mock_response"] = json!("canned answer here");
     body["stream"] = json!(true);
     body["stream_options"] = json!({"include_usage": true});
-    let events = sse_events(&http().post(&url).json(&body).send().await.unwrap().text().await.unwrap());
-    let chunks: Vec<Value> = events.iter().filter(|e| *e != "[DONE]").map(|e| serde_json::from_str(e).unwrap()).collect();
-    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    let events = sse_events(
+        &http()
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    let chunks: Vec<Value> = events
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
     assert_eq!(text, "canned answer here");
     assert!(chunks.len() >= 5);
-    assert!(chunks.last().unwrap()["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+    assert!(
+        chunks.last().unwrap()["usage"]["completion_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
 
-    let resp = http().post(&url).json(&chat_body("broken")).send().await.unwrap();
+    let resp = http()
+        .post(&url)
+        .json(&chat_body("broken"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 503);
     let e: Value = resp.json().await.unwrap();
     assert_eq!(e["error"]["message"], "the mock is down");
@@ -172,7 +279,10 @@ async fn error_of(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let body: Value = resp.json().await.unwrap();
     for field in ["message", "type", "param", "code"] {
-        assert!(body["error"].get(field).is_some(), "error body lacks {field}: {body}");
+        assert!(
+            body["error"].get(field).is_some(),
+            "error body lacks {field}: {body}"
+        );
     }
     (status, body)
 }
@@ -187,26 +297,72 @@ async fn upstream_errors_keep_their_status_message_and_retry_after() {
         body: openai_upstream::ERROR_429.into(),
         headers: vec![("retry-after".into(), "3".into())],
     });
-    let resp = http().post(&url).json(&chat_body("gpt")).send().await.unwrap();
+    let resp = http()
+        .post(&url)
+        .json(&chat_body("gpt"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.headers()["retry-after"], "3");
     let (status, body) = error_of(resp).await;
     assert_eq!(status, 429);
-    assert!(body["error"]["message"].as_str().unwrap().contains("Rate limit reached"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Rate limit reached")
+    );
     assert_eq!(body["error"]["code"], "rate_limit_exceeded");
 
-    for (fixture, status) in [(openai_upstream::ERROR_401, 401), (openai_upstream::ERROR_400, 400), (openai_upstream::ERROR_500, 500)] {
+    for (fixture, status) in [
+        (openai_upstream::ERROR_401, 401),
+        (openai_upstream::ERROR_400, 400),
+        (openai_upstream::ERROR_500, 500),
+    ] {
         up.push(Reply::error(status, fixture));
-        let (got, body) = error_of(http().post(&url).json(&chat_body("gpt")).send().await.unwrap()).await;
+        let (got, body) = error_of(
+            http()
+                .post(&url)
+                .json(&chat_body("gpt"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!(got, status, "{body}");
-        assert!(!body.to_string().contains("sk-provider-secret"), "the provider key never reaches the client");
+        assert!(
+            !body.to_string().contains("sk-provider-secret"),
+            "the provider key never reaches the client"
+        );
     }
     up.push(Reply::error(502, "<html>bad gateway</html>"));
-    let (status, body) = error_of(http().post(&url).json(&chat_body("gpt")).send().await.unwrap()).await;
+    let (status, body) = error_of(
+        http()
+            .post(&url)
+            .json(&chat_body("gpt"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 502);
-    assert!(body["error"]["message"].as_str().unwrap().contains("not an OpenAI error"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not an OpenAI error")
+    );
 
     up.push(Reply::ok("{\"this is\": \"not a completion\"}"));
-    let (status, body) = error_of(http().post(&url).json(&chat_body("gpt")).send().await.unwrap()).await;
+    let (status, body) = error_of(
+        http()
+            .post(&url)
+            .json(&chat_body("gpt"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 502, "{body}");
 }
 
@@ -215,15 +371,42 @@ async fn timeouts_are_504_and_unreachable_upstreams_502() {
     let up = OpenAiUpstream::start().await;
     let cfg = format!(
         "{}  - model_name: dead\n    litellm_params:\n      model: openai/x\n      api_base: http://127.0.0.1:9/v1\n",
-        openai_config(&up.api_base(), "").replace("api_key: sk-provider-secret", "api_key: sk-provider-secret\n      timeout: 0.3")
+        openai_config(&up.api_base(), "").replace(
+            "api_key: sk-provider-secret",
+            "api_key: sk-provider-secret\n      timeout: 0.3"
+        )
     );
     let p = proxy(&cfg, &[]).await;
     let url = format!("{}/v1/chat/completions", p.url());
-    up.push(Reply::Delay(Duration::from_secs(3), Box::new(Reply::Fixture)));
-    let (status, body) = error_of(http().post(&url).json(&chat_body("gpt")).send().await.unwrap()).await;
+    up.push(Reply::Delay(
+        Duration::from_secs(3),
+        Box::new(Reply::Fixture),
+    ));
+    let (status, body) = error_of(
+        http()
+            .post(&url)
+            .json(&chat_body("gpt"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 504, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("did not answer within"));
-    let (status, body) = error_of(http().post(&url).json(&chat_body("dead")).send().await.unwrap()).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer within")
+    );
+    let (status, body) = error_of(
+        http()
+            .post(&url)
+            .json(&chat_body("dead"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 502, "{body}");
 
     // A stream that stalls after its first event times out between chunks and ends with an error event.
@@ -234,7 +417,17 @@ async fn timeouts_are_504_and_unreachable_upstreams_502() {
     });
     let mut body = chat_body("gpt");
     body["stream"] = json!(true);
-    let events = sse_events(&http().post(&url).json(&body).send().await.unwrap().text().await.unwrap());
+    let events = sse_events(
+        &http()
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
     assert_eq!(events.len(), 2, "{events:?}");
     let last: Value = serde_json::from_str(&events[1]).unwrap();
     assert_eq!(last["error"]["type"], "timeout_error");
@@ -244,34 +437,91 @@ async fn timeouts_are_504_and_unreachable_upstreams_502() {
 async fn bad_input_gets_openai_errors_that_name_the_problem() {
     let p = proxy("model_list:\n  - model_name: mock\n    litellm_params:\n      model: mock/m\ngeneral_settings:\n  max_request_size_mb: 0.01\n", &[]).await;
     let url = format!("{}/v1/chat/completions", p.url());
-    let send = |body: String| http().post(&url).header("content-type", "application/json").body(body).send();
+    let send = |body: String| {
+        http()
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
 
     let (s, b) = error_of(send("{not json".into()).await.unwrap()).await;
-    assert_eq!((s, b["error"]["type"].as_str().unwrap()), (400, "invalid_request_error"));
-    assert!(b["error"]["message"].as_str().unwrap().contains("not valid JSON"));
+    assert_eq!(
+        (s, b["error"]["type"].as_str().unwrap()),
+        (400, "invalid_request_error")
+    );
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON")
+    );
 
-    let (s, b) = error_of(send(r#"{"messages":[{"role":"user","content":"x"}]}"#.into()).await.unwrap()).await;
+    let (s, b) = error_of(
+        send(r#"{"messages":[{"role":"user","content":"x"}]}"#.into())
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((s, b["error"]["param"].as_str()), (400, Some("model")));
 
-    let (s, b) = error_of(send(r#"{"model":"mock","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#.into()).await.unwrap()).await;
-    assert_eq!((s, b["error"]["param"].as_str()), (400, Some("temperature")));
+    let (s, b) = error_of(
+        send(
+            r#"{"model":"mock","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#
+                .into(),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["param"].as_str()),
+        (400, Some("temperature"))
+    );
 
-    let (s, b) = error_of(send(r#"{"model":"mock","messages":[]}"#.into()).await.unwrap()).await;
+    let (s, b) = error_of(
+        send(r#"{"model":"mock","messages":[]}"#.into())
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!((s, b["error"]["param"].as_str()), (400, Some("messages")));
 
-    let (s, b) = error_of(send(r#"{"model":"nope","messages":[{"role":"user","content":"x"}]}"#.into()).await.unwrap()).await;
+    let (s, b) = error_of(
+        send(r#"{"model":"nope","messages":[{"role":"user","content":"x"}]}"#.into())
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, 404);
-    assert!(b["error"]["message"].as_str().unwrap().contains("available models: mock"));
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("available models: mock")
+    );
 
-    let big = format!(r#"{{"model":"mock","messages":[{{"role":"user","content":"{}"}}]}}"#, "x".repeat(20_000));
+    let big = format!(
+        r#"{{"model":"mock","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(20_000)
+    );
     let (s, b) = error_of(send(big).await.unwrap()).await;
     assert_eq!(s, 413, "{b}");
 
-    let (s, _) = error_of(http().get(format!("{}/v1/nothing", p.url())).send().await.unwrap()).await;
+    let (s, _) = error_of(
+        http()
+            .get(format!("{}/v1/nothing", p.url()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, 404);
 
     // The server is still fine after all that.
-    let ok = send(r#"{"model":"mock","messages":[{"role":"user","content":"x"}]}"#.into()).await.unwrap();
+    let ok = send(r#"{"model":"mock","messages":[{"role":"user","content":"x"}]}"#.into())
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 200);
 }
 
@@ -279,17 +529,63 @@ async fn bad_input_gets_openai_errors_that_name_the_problem() {
 async fn the_master_key_guards_llm_routes_but_not_health() {
     let p = proxy("model_list:\n  - model_name: mock\n    litellm_params:\n      model: mock/m\ngeneral_settings:\n  master_key: sk-master-1\n", &[]).await;
     let url = format!("{}/v1/chat/completions", p.url());
-    let (s, b) = error_of(http().post(&url).json(&chat_body("mock")).send().await.unwrap()).await;
-    assert_eq!((s, b["error"]["type"].as_str().unwrap()), (401, "authentication_error"));
-    let (s, b) = error_of(http().post(&url).bearer_auth("sk-wrong").json(&chat_body("mock")).send().await.unwrap()).await;
+    let (s, b) = error_of(
+        http()
+            .post(&url)
+            .json(&chat_body("mock"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["type"].as_str().unwrap()),
+        (401, "authentication_error")
+    );
+    let (s, b) = error_of(
+        http()
+            .post(&url)
+            .bearer_auth("sk-wrong")
+            .json(&chat_body("mock"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(s, 401);
     assert!(!b.to_string().contains("sk-wrong") && !b.to_string().contains("sk-master-1"));
-    for (h, v) in [("authorization", "Bearer sk-master-1"), ("x-litellm-api-key", "sk-master-1"), ("api-key", "sk-master-1")] {
-        let r = http().post(&url).header(h, v).json(&chat_body("mock")).send().await.unwrap();
+    for (h, v) in [
+        ("authorization", "Bearer sk-master-1"),
+        ("x-litellm-api-key", "sk-master-1"),
+        ("api-key", "sk-master-1"),
+    ] {
+        let r = http()
+            .post(&url)
+            .header(h, v)
+            .json(&chat_body("mock"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{h}");
     }
-    assert_eq!(http().get(format!("{}/v1/models", p.url())).send().await.unwrap().status(), 401);
-    assert_eq!(http().get(format!("{}/health/liveliness", p.url())).send().await.unwrap().status(), 200);
+    assert_eq!(
+        http()
+            .get(format!("{}/v1/models", p.url()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        http()
+            .get(format!("{}/health/liveliness", p.url()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -300,14 +596,40 @@ async fn models_and_health_endpoints() {
     )
     .await;
     for path in ["/v1/models", "/models"] {
-        let m: Value = http().get(format!("{}{path}", p.url())).send().await.unwrap().json().await.unwrap();
+        let m: Value = http()
+            .get(format!("{}{path}", p.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(m["object"], "list");
-        let ids: Vec<&str> = m["data"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+        let ids: Vec<&str> = m["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap())
+            .collect();
         assert_eq!(ids, ["a-model", "b-model"]);
         assert_eq!(m["data"][0]["object"], "model");
     }
-    let live: Value = http().get(format!("{}/health/liveliness", p.url())).send().await.unwrap().json().await.unwrap();
+    let live: Value = http()
+        .get(format!("{}/health/liveliness", p.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(live, "I'm alive!");
-    let ready: Value = http().get(format!("{}/health/readiness", p.url())).send().await.unwrap().json().await.unwrap();
+    let ready: Value = http()
+        .get(format!("{}/health/readiness", p.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ready["status"], "healthy");
 }

@@ -18,7 +18,9 @@ pub struct OverlayEnv {
 impl std::fmt::Debug for OverlayEnv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Values are secrets: show names only.
-        f.debug_struct("OverlayEnv").field("overlay", &self.overlay.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("OverlayEnv")
+            .field("overlay", &self.overlay.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -30,18 +32,29 @@ impl OverlayEnv {
 
     /// The real process environment with nothing over it.
     pub fn process() -> Self {
-        OverlayEnv { overlay: HashMap::new(), base: Arc::new(ProcessEnv) }
+        OverlayEnv {
+            overlay: HashMap::new(),
+            base: Arc::new(ProcessEnv),
+        }
     }
 }
 
 impl Env for OverlayEnv {
     fn var(&self, name: &str) -> Option<String> {
-        self.overlay.get(name).cloned().or_else(|| self.base.var(name))
+        self.overlay
+            .get(name)
+            .cloned()
+            .or_else(|| self.base.var(name))
     }
 }
 
 /// Replaces every `os.environ/VAR` and `${VAR}` in string values, recording missing variables.
-pub(super) fn resolve(value: &mut Value, path: &str, env: &dyn Env, problems: &mut Vec<ConfigProblem>) {
+pub(super) fn resolve(
+    value: &mut Value,
+    path: &str,
+    env: &dyn Env,
+    problems: &mut Vec<ConfigProblem>,
+) {
     match value {
         Value::String(s) => {
             if let Some(var) = s.strip_prefix("os.environ/") {
@@ -49,13 +62,18 @@ pub(super) fn resolve(value: &mut Value, path: &str, env: &dyn Env, problems: &m
                     Some(v) => *s = v,
                     None => problems.push(ConfigProblem {
                         path: path.to_owned(),
-                        message: format!("environment variable {var} is not set (referenced as os.environ/{var})"),
+                        message: format!(
+                            "environment variable {var} is not set (referenced as os.environ/{var})"
+                        ),
                     }),
                 }
             } else if s.contains("${") {
                 match expand(s, env) {
                     Ok(v) => *s = v,
-                    Err(msg) => problems.push(ConfigProblem { path: path.to_owned(), message: msg }),
+                    Err(msg) => problems.push(ConfigProblem {
+                        path: path.to_owned(),
+                        message: msg,
+                    }),
                 }
             }
         }
@@ -66,7 +84,11 @@ pub(super) fn resolve(value: &mut Value, path: &str, env: &dyn Env, problems: &m
         }
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 resolve(v, &p, env, problems);
             }
         }
@@ -89,7 +111,11 @@ fn expand(s: &str, env: &dyn Env) -> Result<String, String> {
         }
         match env.var(var) {
             Some(v) => out.push_str(&v),
-            None => return Err(format!("environment variable {var} is not set (referenced as ${{{var}}})")),
+            None => {
+                return Err(format!(
+                    "environment variable {var} is not set (referenced as ${{{var}}})"
+                ));
+            }
         }
         rest = &after[end + 1..];
     }

@@ -41,7 +41,12 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
-        writeln!(f, "{}: {n} problem{} found", self.source_name, if n == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "{}: {n} problem{} found",
+            self.source_name,
+            if n == 1 { "" } else { "s" }
+        )?;
         for p in &self.problems {
             if p.path.is_empty() {
                 writeln!(f, "  - {}", p.message)?;
@@ -79,7 +84,9 @@ pub struct ProxyConfig {
 impl ProxyConfig {
     /// Whether a callback turns on OpenTelemetry tracing.
     pub fn otel_enabled(&self) -> bool {
-        self.callbacks.iter().any(|c| traceway::client::OTEL_CALLBACKS.contains(&c.as_str()))
+        self.callbacks
+            .iter()
+            .any(|c| traceway::client::OTEL_CALLBACKS.contains(&c.as_str()))
     }
 
     /// The configuration a newcomer gets with no `--config`: a `mock` model and console traces.
@@ -106,16 +113,29 @@ impl ProxyConfig {
         let source_name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             source_name: source_name.clone(),
-            problems: vec![ConfigProblem { path: String::new(), message: format!("cannot read the file: {e}") }],
+            problems: vec![ConfigProblem {
+                path: String::new(),
+                message: format!("cannot read the file: {e}"),
+            }],
         })?;
         Self::parse(&text, &source_name, env)
     }
 
     /// Validates config text; `source_name` names it in messages.
-    pub fn parse(text: &str, source_name: &str, env: Arc<dyn Env>) -> Result<ProxyConfig, ConfigError> {
-        let fail = |problems: Vec<ConfigProblem>| ConfigError { source_name: source_name.to_owned(), problems };
+    pub fn parse(
+        text: &str,
+        source_name: &str,
+        env: Arc<dyn Env>,
+    ) -> Result<ProxyConfig, ConfigError> {
+        let fail = |problems: Vec<ConfigProblem>| ConfigError {
+            source_name: source_name.to_owned(),
+            problems,
+        };
         let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
-            fail(vec![ConfigProblem { path: String::new(), message: format!("not valid YAML: {e}") }])
+            fail(vec![ConfigProblem {
+                path: String::new(),
+                message: format!("not valid YAML: {e}"),
+            }])
         })?;
         let mut json: Json = match serde_json::to_value(&value) {
             Ok(Json::Null) => Json::Object(Default::default()),
@@ -123,11 +143,15 @@ impl ProxyConfig {
             Ok(_) => {
                 return Err(fail(vec![ConfigProblem {
                     path: String::new(),
-                    message: "the top level must be a mapping (model_list, litellm_settings, …)".into(),
+                    message: "the top level must be a mapping (model_list, litellm_settings, …)"
+                        .into(),
                 }]));
             }
             Err(e) => {
-                return Err(fail(vec![ConfigProblem { path: String::new(), message: format!("unsupported YAML value: {e}") }]));
+                return Err(fail(vec![ConfigProblem {
+                    path: String::new(),
+                    message: format!("unsupported YAML value: {e}"),
+                }]));
             }
         };
         let mut problems = Vec::new();
@@ -169,7 +193,10 @@ impl ProxyConfig {
         let raw: RawConfig = match serde_path_to_error::deserialize(json.clone()) {
             Ok(r) => r,
             Err(e) => {
-                problems.push(ConfigProblem { path: e.path().to_string(), message: e.inner().to_string() });
+                problems.push(ConfigProblem {
+                    path: e.path().to_string(),
+                    message: e.inner().to_string(),
+                });
                 return Err(fail(problems));
             }
         };
@@ -179,7 +206,10 @@ impl ProxyConfig {
             let entry: RawModelEntry = match serde_path_to_error::deserialize(entry) {
                 Ok(e) => e,
                 Err(e) => {
-                    problems.push(ConfigProblem { path: format!("model_list[{i}].{}", e.path()), message: e.inner().to_string() });
+                    problems.push(ConfigProblem {
+                        path: format!("model_list[{i}].{}", e.path()),
+                        message: e.inner().to_string(),
+                    });
                     continue;
                 }
             };
@@ -202,33 +232,44 @@ impl ProxyConfig {
         }
         for c in &callbacks {
             if !traceway::client::OTEL_CALLBACKS.contains(&c.as_str()) {
-                warnings.push(format!("litellm_settings: callback \"{c}\" is not supported yet and is ignored"));
+                warnings.push(format!(
+                    "litellm_settings: callback \"{c}\" is not supported yet and is ignored"
+                ));
             }
         }
         let mut request_timeout = None;
-        for (path, secs) in [("router_settings.timeout", rs.timeout), ("litellm_settings.request_timeout", ls.request_timeout)] {
+        for (path, secs) in [
+            ("router_settings.timeout", rs.timeout),
+            ("litellm_settings.request_timeout", ls.request_timeout),
+        ] {
             if let Some(s) = secs {
                 match positive_secs(s) {
                     Some(d) => request_timeout = request_timeout.or(Some(d)),
-                    None => problems.push(ConfigProblem { path: path.into(), message: "must be a positive number of seconds".into() }),
+                    None => problems.push(ConfigProblem {
+                        path: path.into(),
+                        message: "must be a positive number of seconds".into(),
+                    }),
                 }
             }
         }
         let max_request_bytes = match gs.max_request_size_mb {
             Some(mb) if mb.is_finite() && mb > 0.0 => (mb * 1024.0 * 1024.0) as usize,
             Some(_) => {
-                problems.push(ConfigProblem { path: "general_settings.max_request_size_mb".into(), message: "must be a positive number".into() });
+                problems.push(ConfigProblem {
+                    path: "general_settings.max_request_size_mb".into(),
+                    message: "must be a positive number".into(),
+                });
                 DEFAULT_MAX_REQUEST_BYTES
             }
             None => DEFAULT_MAX_REQUEST_BYTES,
         };
-        if let Some(k) = &gs.master_key {
-            if !k.starts_with("sk-") {
-                problems.push(ConfigProblem {
-                    path: "general_settings.master_key".into(),
-                    message: "must start with \"sk-\" (as LiteLLM requires)".into(),
-                });
-            }
+        if let Some(k) = &gs.master_key
+            && !k.starts_with("sk-")
+        {
+            problems.push(ConfigProblem {
+                path: "general_settings.master_key".into(),
+                message: "must start with \"sk-\" (as LiteLLM requires)".into(),
+            });
         }
         if !problems.is_empty() {
             return Err(fail(problems));
@@ -276,15 +317,25 @@ const ROUTING_PARAMS: &[&str] = &[
     "merge_reasoning_content_in_choices",
 ];
 
-fn deployment(i: usize, entry: &RawModelEntry, warnings: &mut Vec<String>) -> Result<DeploymentConfig, Vec<ConfigProblem>> {
+fn deployment(
+    i: usize,
+    entry: &RawModelEntry,
+    warnings: &mut Vec<String>,
+) -> Result<DeploymentConfig, Vec<ConfigProblem>> {
     let base = format!("model_list[{i}]");
     let mut problems = Vec::new();
     let p = &entry.litellm_params;
     if entry.model_name.trim().is_empty() {
-        problems.push(ConfigProblem { path: format!("{base}.model_name"), message: "must not be empty".into() });
+        problems.push(ConfigProblem {
+            path: format!("{base}.model_name"),
+            message: "must not be empty".into(),
+        });
     }
     if let Err(e) = traceway::deployment::split_provider_model(&p.model) {
-        problems.push(ConfigProblem { path: format!("{base}.litellm_params.model"), message: e.message });
+        problems.push(ConfigProblem {
+            path: format!("{base}.litellm_params.model"),
+            message: e.message,
+        });
     }
     let mut secs = |name: &str, v: Option<f64>| match v {
         Some(s) => match positive_secs(s) {
@@ -301,28 +352,36 @@ fn deployment(i: usize, entry: &RawModelEntry, warnings: &mut Vec<String>) -> Re
     };
     let timeout = secs("timeout", p.timeout);
     let stream_timeout = secs("stream_timeout", p.stream_timeout);
-    if let Some(base_url) = &p.api_base {
-        if url::Url::parse(base_url).is_err() {
-            problems.push(ConfigProblem {
-                path: format!("{base}.litellm_params.api_base"),
-                message: format!("\"{base_url}\" is not a URL (expected e.g. https://api.openai.com/v1)"),
-            });
-        }
+    if let Some(base_url) = &p.api_base
+        && url::Url::parse(base_url).is_err()
+    {
+        problems.push(ConfigProblem {
+            path: format!("{base}.litellm_params.api_base"),
+            message: format!(
+                "\"{base_url}\" is not a URL (expected e.g. https://api.openai.com/v1)"
+            ),
+        });
     }
     let mut params = p.extra.clone();
     for key in ROUTING_PARAMS {
         if params.remove(*key).is_some() {
-            warnings.push(format!("{base}.litellm_params.{key}: accepted; the router does not use it yet"));
+            warnings.push(format!(
+                "{base}.litellm_params.{key}: accepted; the router does not use it yet"
+            ));
         }
     }
     if !problems.is_empty() {
         return Err(problems);
     }
-    let id = entry.model_info.as_ref().and_then(|m| m.get("id")).and_then(|v| match v {
-        Json::String(s) => Some(s.clone()),
-        Json::Number(n) => Some(n.to_string()),
-        _ => None,
-    });
+    let id = entry
+        .model_info
+        .as_ref()
+        .and_then(|m| m.get("id"))
+        .and_then(|v| match v {
+            Json::String(s) => Some(s.clone()),
+            Json::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
     Ok(DeploymentConfig {
         model_name: entry.model_name.clone(),
         model: p.model.clone(),

@@ -3,7 +3,11 @@
 use super::*;
 
 fn env(vars: &[(&str, &str)]) -> Arc<dyn Env> {
-    Arc::new(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>())
+    Arc::new(
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<HashMap<_, _>>(),
+    )
 }
 
 fn parse(text: &str, vars: &[(&str, &str)]) -> Result<ProxyConfig, ConfigError> {
@@ -53,17 +57,30 @@ environment_variables:
     assert_eq!(d.stream_timeout, Some(Duration::from_secs(5)));
     assert_eq!(d.id.as_deref(), Some("my-deployment"));
     assert_eq!(d.params.get("temperature"), Some(&serde_json::json!(0.2)));
-    assert!(!d.params.contains_key("rpm"), "routing params are not sent upstream");
+    assert!(
+        !d.params.contains_key("rpm"),
+        "routing params are not sent upstream"
+    );
     assert_eq!(c.deployments[1].mock_response.as_deref(), Some("hi"));
     assert!(c.otel_enabled());
     assert!(c.turn_off_message_logging);
     assert_eq!(c.master_key.as_ref().unwrap().expose(), "sk-master");
     assert_eq!(c.request_timeout, Some(Duration::from_secs(12)));
     let warnings = c.warnings.join("\n");
-    for key in ["litellm_settings.drop_params", "router_settings.routing_strategy", "model_list[0].litellm_params.rpm"] {
-        assert!(warnings.contains(key), "no warning for {key} in:\n{warnings}");
+    for key in [
+        "litellm_settings.drop_params",
+        "router_settings.routing_strategy",
+        "model_list[0].litellm_params.rpm",
+    ] {
+        assert!(
+            warnings.contains(key),
+            "no warning for {key} in:\n{warnings}"
+        );
     }
-    assert!(!format!("{c:?}").contains("sk-provider"), "secrets must not show in Debug");
+    assert!(
+        !format!("{c:?}").contains("sk-provider"),
+        "secrets must not show in Debug"
+    );
 }
 
 #[test]
@@ -110,8 +127,18 @@ general_settings:
 
 #[test]
 fn rejects_non_mapping_and_bad_yaml_and_bad_interpolation() {
-    assert!(parse("- a\n- b\n", &[]).unwrap_err().to_string().contains("top level must be a mapping"));
-    assert!(parse("model_list: [\n", &[]).unwrap_err().to_string().contains("not valid YAML"));
+    assert!(
+        parse("- a\n- b\n", &[])
+            .unwrap_err()
+            .to_string()
+            .contains("top level must be a mapping")
+    );
+    assert!(
+        parse("model_list: [\n", &[])
+            .unwrap_err()
+            .to_string()
+            .contains("not valid YAML")
+    );
     let e = parse("model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/x\n      api_base: ${BASE\n", &[]).unwrap_err();
     assert!(e.to_string().contains("without a closing"), "{e}");
 }
@@ -125,7 +152,15 @@ fn an_empty_file_is_a_valid_config_with_no_models() {
 
 #[test]
 fn success_and_failure_callbacks_turn_on_otel_and_unknown_ones_warn() {
-    let c = parse("litellm_settings:\n  success_callback: [\"otel\"]\n  failure_callback: [\"langfuse\"]\n", &[]).unwrap();
+    let c = parse(
+        "litellm_settings:\n  success_callback: [\"otel\"]\n  failure_callback: [\"langfuse\"]\n",
+        &[],
+    )
+    .unwrap();
     assert!(c.otel_enabled());
-    assert!(c.warnings.iter().any(|w| w.contains("\"langfuse\" is not supported yet")));
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("\"langfuse\" is not supported yet"))
+    );
 }
