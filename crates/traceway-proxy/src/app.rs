@@ -139,7 +139,10 @@ impl RunningProxy {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-        self.app.shutdown_telemetry();
+        // Flushing blocks up to the export timeout: keep it off the async workers.
+        if let Some(t) = self.app.telemetry.clone() {
+            let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+        }
     }
 }
 

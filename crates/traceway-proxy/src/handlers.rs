@@ -74,6 +74,24 @@ pub async fn embeddings(state: State<Arc<AppState>>, request: axum::extract::Req
     .await
 }
 
+/// Where the call came from: `metadata.requester_ip_address` and `metadata.user_agent`.
+fn caller_attributes(headers: &HeaderMap, peer: Option<ConnectInfo<SocketAddr>>) -> Vec<KeyValue> {
+    let mut attrs = Vec::with_capacity(2);
+    if let Some(ConnectInfo(addr)) = peer {
+        attrs.push(KeyValue::new(
+            k::METADATA_REQUESTER_IP_ADDRESS,
+            addr.ip().to_string(),
+        ));
+    }
+    if let Some(ua) = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        attrs.push(KeyValue::new(k::METADATA_USER_AGENT, ua.to_owned()));
+    }
+    attrs
+}
+
 fn request_id(headers: &HeaderMap) -> String {
     headers
         .get(HEADER_REQUEST_ID)
@@ -216,7 +234,7 @@ async fn handle(
         None => RequestSpan::disabled(),
     };
     let mut span = Some(span);
-    let mut response = match serve(&state, &headers, body, &route, &mut span).await {
+    let mut response = match serve(&state, &headers, peer, body, &route, &mut span).await {
         Ok(response) => {
             if let Some(span) = span.take() {
                 span.finish(response.status().as_u16());
@@ -240,6 +258,7 @@ async fn handle(
 async fn serve(
     state: &AppState,
     headers: &HeaderMap,
+    peer: Option<ConnectInfo<SocketAddr>>,
     body: Body,
     route: &Route,
     span: &mut Option<RequestSpan>,
@@ -248,6 +267,10 @@ async fn serve(
     let bytes = read_body(body, state.config.max_request_bytes).await?;
     let request = parse_request(route.operation, &bytes)?;
     let mut attributes = metadata_attributes(&request);
+    if state.nested_request_span {
+        // In nested mode the request span carries the caller's identity too.
+        attributes.extend(caller_attributes(headers, peer));
+    }
     if let Some(user) = match &request {
         Request::Chat(r) => r.user.as_deref(),
         Request::Completion(r) => r.user.as_deref(),
@@ -326,49 +349,50 @@ fn sse_body(
     span: RequestSpan,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
     struct State {
-        chunks: traceway::ChunkStream,
+        chunks: Option<traceway::ChunkStream>,
         span: Option<RequestSpan>,
         done: bool,
     }
     impl Drop for State {
         fn drop(&mut self) {
-            // The client went away before the end: the span still ends, once.
+            // The client went away before the end. The chunk stream goes first so that what it
+            // records lands on the request span before that span ends (once).
+            drop(self.chunks.take());
             if let Some(span) = self.span.take() {
                 span.finish(200);
             }
         }
     }
-    futures_util::stream::unfold(
-        State {
-            chunks,
-            span: Some(span),
-            done: false,
-        },
-        |mut st| async move {
-            if st.done {
-                return None;
-            }
-            match st.chunks.next().await {
-                Some(Ok(chunk)) => Some((Ok(encode_chunk(&chunk)), st)),
-                Some(Err(err)) => {
-                    st.done = true;
-                    if let Some(span) = st.span.take() {
-                        span.fail(200, &err);
-                    }
-                    let body = serde_json::to_vec(&err.to_body()).unwrap_or_default();
-                    let mut out = b"data: ".to_vec();
-                    out.extend_from_slice(&body);
-                    out.extend_from_slice(b"\n\n");
-                    Some((Ok(Bytes::from(out)), st))
+    let state = State {
+        chunks: Some(chunks),
+        span: Some(span),
+        done: false,
+    };
+    futures_util::stream::unfold(state, |mut st| async move {
+        let next = match (st.done, st.chunks.as_mut()) {
+            (false, Some(chunks)) => chunks.next().await,
+            _ => return None,
+        };
+        match next {
+            Some(Ok(chunk)) => Some((Ok(encode_chunk(&chunk)), st)),
+            Some(Err(err)) => {
+                st.done = true;
+                if let Some(span) = st.span.take() {
+                    span.fail(200, &err);
                 }
-                None => {
-                    st.done = true;
-                    if let Some(span) = st.span.take() {
-                        span.finish(200);
-                    }
-                    Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), st))
-                }
+                let body = serde_json::to_vec(&err.to_body()).unwrap_or_default();
+                let mut out = b"data: ".to_vec();
+                out.extend_from_slice(&body);
+                out.extend_from_slice(b"\n\n");
+                Some((Ok(Bytes::from(out)), st))
             }
-        },
-    )
+            None => {
+                st.done = true;
+                if let Some(span) = st.span.take() {
+                    span.finish(200);
+                }
+                Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), st))
+            }
+        }
+    })
 }
