@@ -1,0 +1,206 @@
+//! The library path: `Client` calls traced as `litellm_request` with `raw_gen_ai_request`
+//! children, exported over real OTLP to the testkit receiver.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use futures_util::StreamExt;
+use opentelemetry::trace::{TraceContextExt, Tracer};
+use std::collections::HashMap;
+use traceway::types::{
+    ChatCompletionRequest, ChatMessage, EmbeddingInput, EmbeddingRequest, Extra, Role,
+};
+use traceway::{BuildError, Client, DeploymentConfig, ErrorKind, Secret, Tracing};
+use traceway_otel::config::OtelConfig;
+use traceway_otel::exporter::Telemetry;
+use traceway_testkit::openai_upstream::{self, OpenAiUpstream, Reply};
+use traceway_testkit::otlp::{OtlpReceiver, SpanKind, Status};
+use traceway_testkit::span_tree::SpanTree;
+
+fn tracing_to(rx: &OtlpReceiver) -> Tracing {
+    let env: HashMap<String, String> = [
+        ("OTEL_EXPORTER", "otlp_http".to_owned()),
+        ("OTEL_ENDPOINT", rx.http_endpoint()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let cfg = OtelConfig::from_env(&env).unwrap();
+    Tracing {
+        telemetry: Telemetry::init(&cfg).unwrap().unwrap(),
+        capture_content: true,
+    }
+}
+
+async fn flushed(t: &Tracing, rx: &OtlpReceiver) -> SpanTree {
+    let telemetry = t.telemetry.clone();
+    tokio::task::spawn_blocking(move || telemetry.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        rx.duplicate_key_errors().is_empty(),
+        "{:?}",
+        rx.duplicate_key_errors()
+    );
+    SpanTree::build(&rx.spans()).unwrap()
+}
+
+fn ask(model: &str, text: &str) -> ChatCompletionRequest {
+    ChatCompletionRequest::new(model, vec![ChatMessage::new(Role::User, text)])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_library_call_is_a_litellm_request_root_with_one_client_child() {
+    let rx = OtlpReceiver::start().await;
+    let t = tracing_to(&rx);
+    let client = Client::builder().tracing(t.clone()).build().unwrap();
+    let reply = client
+        .chat(ask("mock/echo", "hello library"))
+        .await
+        .unwrap();
+    assert_eq!(reply.choices[0].message.text(), "hello library");
+    let tree = flushed(&t, &rx).await;
+    assert_eq!(
+        tree.render(),
+        "litellm_request [INTERNAL]\n  raw_gen_ai_request [CLIENT]"
+    );
+    let llm = tree.find("litellm_request");
+    assert_eq!(llm.attr_str("gen_ai.provider.name"), Some("mock"));
+    assert_eq!(llm.attr_str("gen_ai.request.model"), Some("echo"));
+    assert_eq!(llm.attr_str("litellm.model_group"), Some("mock/echo"));
+    assert_eq!(
+        llm.attr_str("gen_ai.completion.0.content"),
+        Some("hello library")
+    );
+    assert!(llm.attr_i64("gen_ai.usage.total_tokens").unwrap() > 0);
+    assert_eq!(llm.status, Status::Unset);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_inside_the_callers_span_becomes_its_child() {
+    let rx = OtlpReceiver::start().await;
+    let t = tracing_to(&rx);
+    let client = Client::builder().tracing(t.clone()).build().unwrap();
+    let tracer = t.telemetry.tracer().clone();
+    let span = tracer.span_builder("my_app_step").start(&tracer);
+    let cx = opentelemetry::Context::current().with_span(span);
+    // The caller's span is current while the call runs, as with any instrumented future.
+    opentelemetry::trace::FutureExt::with_context(
+        client.chat(ask("mock/echo", "inside")),
+        cx.clone(),
+    )
+    .await
+    .unwrap();
+    cx.span().end();
+    let tree = flushed(&t, &rx).await;
+    assert_eq!(
+        tree.render(),
+        "my_app_step [INTERNAL]\n  litellm_request [INTERNAL]\n    raw_gen_ai_request [CLIENT]"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_errors_and_embeddings_through_an_openai_upstream() {
+    let rx = OtlpReceiver::start().await;
+    let up = OpenAiUpstream::start().await;
+    let t = tracing_to(&rx);
+    let client = Client::builder()
+        .tracing(t.clone())
+        .deployment(DeploymentConfig {
+            model_name: "gpt".into(),
+            model: "openai/gpt-4o-mini".into(),
+            api_base: Some(up.api_base()),
+            api_key: Some(Secret::new("sk-lib-secret")),
+            ..DeploymentConfig::default()
+        })
+        .build()
+        .unwrap();
+    let chunks: Vec<_> = client
+        .chat_stream(ask("gpt", "stream it"))
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    let text: String = chunks
+        .iter()
+        .map(|c| c.as_ref().unwrap())
+        .filter_map(|c| c.choices.first().and_then(|ch| ch.delta.content.clone()))
+        .collect();
+    assert_eq!(text, "Hello! How can I help?");
+    assert!(
+        chunks.iter().all(|c| c.as_ref().unwrap().usage.is_none()),
+        "no usage chunk unless asked"
+    );
+
+    up.push(Reply::error(429, openai_upstream::ERROR_429));
+    let err = client.chat(ask("gpt", "again")).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::RateLimited);
+
+    let emb = client
+        .embeddings(EmbeddingRequest {
+            model: "gpt".into(),
+            input: EmbeddingInput::One("x".into()),
+            encoding_format: None,
+            dimensions: None,
+            user: None,
+            extra: Extra::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(emb.data.len(), 1);
+
+    let tree = flushed(&t, &rx).await;
+    let mut roots = tree.roots();
+    roots.sort_by_key(|r| r.start_unix_nanos);
+    assert_eq!(roots.len(), 3);
+    assert!(
+        roots
+            .iter()
+            .all(|r| r.name == "litellm_request" && r.kind == SpanKind::Internal)
+    );
+    assert_eq!(roots[0].attr_i64("gen_ai.usage.total_tokens"), Some(15));
+    assert!(roots[0].has_attr("gen_ai.response.time_to_first_chunk"));
+    assert!(matches!(roots[1].status, Status::Error { .. }));
+    assert_eq!(roots[1].attr_str("error.type"), Some("rate_limited"));
+    let attempt = tree.children_of(roots[1])[0];
+    assert!(matches!(attempt.status, Status::Error { .. }));
+    assert_eq!(
+        roots[2].attr_str("gen_ai.operation.name"),
+        Some("embeddings")
+    );
+    for s in tree.spans() {
+        assert!(!format!("{:?}", s.attributes).contains("sk-lib-secret"));
+    }
+}
+
+#[test]
+fn unknown_callbacks_and_bad_models_are_build_errors() {
+    let err = Client::builder()
+        .callbacks(["otel", "not-a-callback"])
+        .build();
+    assert!(matches!(err, Err(BuildError::UnknownCallback(c)) if c == "not-a-callback"));
+    let err = Client::builder()
+        .deployment(DeploymentConfig {
+            model_name: "x".into(),
+            model: "nope/x".into(),
+            ..DeploymentConfig::default()
+        })
+        .build();
+    assert!(
+        err.err()
+            .unwrap()
+            .to_string()
+            .contains("unknown provider \"nope\"")
+    );
+}
+
+#[tokio::test]
+async fn untraced_clients_call_directly_and_reject_unknown_providers() {
+    let client = Client::builder().build().unwrap();
+    assert!(client.tracing().is_none());
+    let r = client.chat(ask("mock/anything", "plain")).await.unwrap();
+    assert_eq!(r.choices[0].message.text(), "plain");
+    let e = client.chat(ask("nope/x", "plain")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::BadRequest);
+    let e = client.chat(ask("bare-name", "plain")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+}
