@@ -341,7 +341,6 @@ impl Client {
             let d = Deployment::new(DeploymentConfig {
                 model_name: model.to_owned(),
                 model: model.to_owned(),
-                api_key: direct_api_key(model),
                 ..DeploymentConfig::default()
             })?;
             return Ok(Arc::new(d));
@@ -479,7 +478,8 @@ impl Client {
                     timeout
                 };
                 let result = http_attempt(
-                    provider.clone(),
+                    provider.as_ref(),
+                    &target,
                     builder,
                     op,
                     request.is_stream(),
@@ -507,15 +507,6 @@ fn response_model(r: &Response) -> &str {
         Response::Completion(r) => &r.model,
         Response::Embedding(r) => &r.model,
     }
-}
-
-/// The key a direct `provider/model` call uses, from the provider's env var.
-fn direct_api_key(model: &str) -> Option<crate::deployment::Secret> {
-    let var = match model.split_once('/').map(|(p, _)| p) {
-        Some(provider::openai::ID) => "OPENAI_API_KEY",
-        _ => return None,
-    };
-    std::env::var(var).ok().map(crate::deployment::Secret::new)
 }
 
 /// The request's own `timeout` (seconds, LiteLLM's field).
@@ -600,8 +591,10 @@ fn transport_error(provider: &str, e: reqwest::Error) -> Error {
     .with_provider(provider)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn http_attempt(
-    provider: Arc<dyn provider::HttpProvider>,
+    provider: &dyn provider::HttpProvider,
+    target: &Target<'_>,
     builder: reqwest::RequestBuilder,
     op: Operation,
     stream: bool,
@@ -630,8 +623,10 @@ async fn http_attempt(
         return Err(provider.parse_error(status, &headers, &body));
     }
     if stream {
+        let parser = provider.stream_parser(target, op);
+        let decoder = provider.frame_decoder();
         return Ok(Attempt::Stream(upstream_chunks(
-            response, provider, op, total,
+            response, id, decoder, parser, total,
         )));
     }
     let body = match tokio::time::timeout(remaining, response.bytes()).await {
@@ -639,5 +634,7 @@ async fn http_attempt(
         Ok(Err(e)) => return Err(transport_error(id, e)),
         Err(_) => return Err(timeout_error(id, total).with_provider(id)),
     };
-    provider.parse_response(op, &body).map(Attempt::Full)
+    provider
+        .parse_response(target, op, &body)
+        .map(Attempt::Full)
 }

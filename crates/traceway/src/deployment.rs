@@ -123,13 +123,21 @@ impl Deployment {
                 &config.params,
             ),
         };
+        // No key configured: the provider's env var, as LiteLLM reads it.
+        let api_key = config.api_key.or_else(|| {
+            backend
+                .api_key_env()
+                .iter()
+                .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+                .map(Secret::new)
+        });
         Ok(Deployment {
             id,
             model_group: config.model_name,
             model: model.to_owned(),
             provider_model: config.model.clone(),
             api_base: config.api_base,
-            api_key: config.api_key,
+            api_key,
             timeout: config.timeout,
             stream_timeout: config.stream_timeout,
             mock_response: config.mock_response,
@@ -138,9 +146,14 @@ impl Deployment {
         })
     }
 
-    /// Provider id (`openai`, `mock` …).
+    /// Provider prefix (`openai`, `mock` …).
     pub fn provider(&self) -> &'static str {
         self.backend.id()
+    }
+
+    /// The `gen_ai.provider.name` value (`openai`, `gcp.gemini` …).
+    pub fn semconv_provider(&self) -> &'static str {
+        self.backend.semconv_name()
     }
 }
 

@@ -123,6 +123,60 @@ impl SseParser {
     }
 }
 
+impl crate::provider::FrameDecoder for SseParser {
+    fn push(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, crate::Error> {
+        SseParser::push(self, bytes).map_err(invalid_stream)
+    }
+
+    fn finish(&mut self) -> Result<Option<SseEvent>, crate::Error> {
+        SseParser::finish(self).map_err(invalid_stream)
+    }
+}
+
+fn invalid_stream(e: SseError) -> crate::Error {
+    crate::Error::new(crate::ErrorKind::InvalidResponse, e.to_string())
+}
+
+/// Splits newline-delimited JSON (Ollama's stream framing) into one frame per non-empty line.
+#[derive(Debug, Default)]
+pub struct NdjsonDecoder {
+    buf: Vec<u8>,
+}
+
+impl crate::provider::FrameDecoder for NdjsonDecoder {
+    fn push(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, crate::Error> {
+        self.buf.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=pos).collect();
+            let text = std::str::from_utf8(&line)
+                .map_err(|_| invalid_stream(SseError::InvalidUtf8))?
+                .trim();
+            if !text.is_empty() {
+                out.push(SseEvent {
+                    event: None,
+                    data: text.to_owned(),
+                });
+            }
+        }
+        if self.buf.len() > MAX_EVENT_BYTES {
+            return Err(invalid_stream(SseError::TooLarge));
+        }
+        Ok(out)
+    }
+
+    fn finish(&mut self) -> Result<Option<SseEvent>, crate::Error> {
+        let rest = std::mem::take(&mut self.buf);
+        let text = std::str::from_utf8(&rest)
+            .map_err(|_| invalid_stream(SseError::InvalidUtf8))?
+            .trim();
+        Ok((!text.is_empty()).then(|| SseEvent {
+            event: None,
+            data: text.to_owned(),
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +217,17 @@ mod tests {
     #[test]
     fn delivers_a_trailing_event_without_blank_line() {
         assert_eq!(all(&[b"data: x"])[0].data, "x");
+    }
+
+    #[test]
+    fn ndjson_lines_become_frames_across_chunk_boundaries() {
+        use crate::provider::FrameDecoder;
+        let mut d = NdjsonDecoder::default();
+        let mut frames = d.push(b"{\"a\":1}\n{\"b\"").unwrap();
+        frames.extend(d.push(b":2}\n\n{\"c\":3}").unwrap());
+        frames.extend(d.finish().unwrap());
+        let data: Vec<&str> = frames.iter().map(|f| f.data.as_str()).collect();
+        assert_eq!(data, ["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"]);
     }
 
     #[test]

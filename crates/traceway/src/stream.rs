@@ -2,14 +2,12 @@
 //! caller, which records the whole stream onto its spans when it ends or is dropped.
 
 use crate::error::{Error, ErrorKind};
-use crate::provider::{Chunk, HttpProvider, Operation, StreamEvent};
-use crate::sse::SseParser;
+use crate::provider::{Chunk, FrameDecoder, StreamEvent, StreamParser};
 use crate::telemetry::StreamTrace;
 use futures_core::Stream;
 use futures_util::StreamExt;
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,10 +16,10 @@ pub(crate) type BoxChunks = Pin<Box<dyn Stream<Item = Result<Chunk, Error>> + Se
 
 struct UpstreamState {
     body: Pin<Box<dyn Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
-    parser: SseParser,
+    decoder: Box<dyn FrameDecoder>,
+    parser: Box<dyn StreamParser>,
     pending: VecDeque<Result<Chunk, Error>>,
-    provider: Arc<dyn HttpProvider>,
-    operation: Operation,
+    provider: &'static str,
     idle_timeout: Duration,
     ended: bool,
     saw_end: bool,
@@ -30,30 +28,35 @@ struct UpstreamState {
 impl UpstreamState {
     fn take_events(&mut self, events: Vec<crate::sse::SseEvent>) {
         for ev in events {
-            match self.provider.parse_stream_event(self.operation, &ev) {
-                Ok(StreamEvent::Chunk(c)) => {
-                    if chunk_finishes(&c) {
-                        self.saw_end = true;
-                    }
-                    self.pending.push_back(Ok(c));
-                }
-                Ok(StreamEvent::Done) => {
-                    self.saw_end = true;
-                    self.ended = true;
-                    return;
-                }
-                Ok(StreamEvent::Skip) => {}
+            let parsed = match self.parser.parse(&ev) {
+                Ok(p) => p,
                 Err(e) => {
                     self.pending.push_back(Err(e));
                     self.ended = true;
                     return;
+                }
+            };
+            for step in parsed {
+                match step {
+                    StreamEvent::Chunk(c) => {
+                        if chunk_finishes(&c) {
+                            self.saw_end = true;
+                        }
+                        self.pending.push_back(Ok(c));
+                    }
+                    StreamEvent::Done => {
+                        self.saw_end = true;
+                        self.ended = true;
+                        return;
+                    }
+                    StreamEvent::Skip => {}
                 }
             }
         }
     }
 
     fn broken(&self, what: String) -> Error {
-        Error::new(ErrorKind::Connection, what).with_provider(self.provider.id())
+        Error::new(ErrorKind::Connection, what).with_provider(self.provider)
     }
 }
 
@@ -68,16 +71,17 @@ fn chunk_finishes(c: &Chunk) -> bool {
 /// bytes, a broken connection or a body that ends before the stream finished is an error.
 pub(crate) fn upstream_chunks(
     response: reqwest::Response,
-    provider: Arc<dyn HttpProvider>,
-    operation: Operation,
+    provider: &'static str,
+    decoder: Box<dyn FrameDecoder>,
+    parser: Box<dyn StreamParser>,
     idle_timeout: Duration,
 ) -> BoxChunks {
     let state = UpstreamState {
         body: Box::pin(response.bytes_stream()),
-        parser: SseParser::new(),
+        decoder,
+        parser,
         pending: VecDeque::new(),
         provider,
-        operation,
         idle_timeout,
         ended: false,
         saw_end: false,
@@ -91,13 +95,11 @@ pub(crate) fn upstream_chunks(
                 return None;
             }
             match tokio::time::timeout(st.idle_timeout, st.body.next()).await {
-                Ok(Some(Ok(bytes))) => match st.parser.push(&bytes) {
+                Ok(Some(Ok(bytes))) => match st.decoder.push(&bytes) {
                     Ok(events) => st.take_events(events),
-                    Err(e) => {
+                    Err(err) => {
                         st.ended = true;
-                        let err = Error::new(ErrorKind::InvalidResponse, e.to_string())
-                            .with_provider(st.provider.id());
-                        return Some((Err(err), st));
+                        return Some((Err(err.with_provider(st.provider)), st));
                     }
                 },
                 Ok(Some(Err(e))) => {
@@ -106,15 +108,20 @@ pub(crate) fn upstream_chunks(
                     return Some((Err(err), st));
                 }
                 Ok(None) => {
-                    if let Ok(Some(ev)) = st.parser.finish() {
-                        st.take_events(vec![ev]);
+                    match st.decoder.finish() {
+                        Ok(Some(ev)) => st.take_events(vec![ev]),
+                        Ok(None) => {}
+                        Err(e) => {
+                            st.pending.push_back(Err(e));
+                            st.ended = true;
+                        }
                     }
                     if !st.ended && !st.saw_end {
                         st.pending.push_back(Err(Error::new(
                             ErrorKind::InvalidResponse,
-                            format!("{} closed the stream before it finished", st.provider.id()),
+                            format!("{} closed the stream before it finished", st.provider),
                         )
-                        .with_provider(st.provider.id())));
+                        .with_provider(st.provider)));
                     }
                     st.ended = true;
                 }
@@ -124,11 +131,10 @@ pub(crate) fn upstream_chunks(
                         ErrorKind::Timeout,
                         format!(
                             "{} sent nothing for {:?} mid-stream",
-                            st.provider.id(),
-                            st.idle_timeout
+                            st.provider, st.idle_timeout
                         ),
                     )
-                    .with_provider(st.provider.id());
+                    .with_provider(st.provider);
                     return Some((Err(err), st));
                 }
             }

@@ -116,8 +116,8 @@ impl CallTrace {
             a.push(KeyValue::new(k::GEN_AI_REQUEST_STREAM, true));
         }
         if let Some(d) = deployment {
-            a.push(KeyValue::new(k::GEN_AI_SYSTEM, d.provider()));
-            a.push(KeyValue::new(k::GEN_AI_PROVIDER_NAME, d.provider()));
+            a.push(KeyValue::new(k::GEN_AI_SYSTEM, d.semconv_provider()));
+            a.push(KeyValue::new(k::GEN_AI_PROVIDER_NAME, d.semconv_provider()));
             a.push(KeyValue::new(k::GEN_AI_REQUEST_MODEL, d.model.clone()));
             a.push(KeyValue::new(
                 k::LITELLM_PROVIDER_MODEL,
@@ -149,8 +149,8 @@ impl CallTrace {
         let tracer = self.tracing.telemetry.tracer();
         let mut attrs = vec![
             KeyValue::new(k::GEN_AI_OPERATION_NAME, op.semconv_name()),
-            KeyValue::new(k::GEN_AI_SYSTEM, deployment.provider()),
-            KeyValue::new(k::GEN_AI_PROVIDER_NAME, deployment.provider()),
+            KeyValue::new(k::GEN_AI_SYSTEM, deployment.semconv_provider()),
+            KeyValue::new(k::GEN_AI_PROVIDER_NAME, deployment.semconv_provider()),
             KeyValue::new(k::GEN_AI_REQUEST_MODEL, deployment.model.clone()),
             KeyValue::new(k::LITELLM_MODEL_ID, deployment.id.clone()),
             KeyValue::new(k::LITELLM_ATTEMPT, i64::from(attempt)),

@@ -213,7 +213,7 @@ impl ProxyConfig {
                     continue;
                 }
             };
-            match deployment(i, &entry, &mut warnings) {
+            match deployment(i, &entry, &env, &mut warnings) {
                 Ok(d) => deployments.push(d),
                 Err(mut p) => problems.append(&mut p),
             }
@@ -320,6 +320,7 @@ const ROUTING_PARAMS: &[&str] = &[
 fn deployment(
     i: usize,
     entry: &RawModelEntry,
+    env: &dyn Env,
     warnings: &mut Vec<String>,
 ) -> Result<DeploymentConfig, Vec<ConfigProblem>> {
     let base = format!("model_list[{i}]");
@@ -386,13 +387,28 @@ fn deployment(
         model_name: entry.model_name.clone(),
         model: p.model.clone(),
         api_base: p.api_base.clone(),
-        api_key: p.api_key.clone().map(Secret::new),
+        api_key: p
+            .api_key
+            .clone()
+            .or_else(|| provider_key_from_env(&p.model, env))
+            .map(Secret::new),
         timeout,
         stream_timeout,
         mock_response: p.mock_response.clone(),
         params,
         id,
     })
+}
+
+/// The provider's own key variable (`OPENAI_API_KEY` …) when the entry names no `api_key`,
+/// read through the config's environment so `environment_variables` can supply it.
+fn provider_key_from_env(model: &str, env: &dyn Env) -> Option<String> {
+    let prefix = model.split_once('/')?.0;
+    let backend = traceway::provider::backend_for(prefix)?;
+    backend
+        .api_key_env()
+        .iter()
+        .find_map(|var| env.var(var).filter(|v| !v.is_empty()))
 }
 
 #[cfg(test)]

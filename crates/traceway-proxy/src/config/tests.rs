@@ -164,3 +164,16 @@ fn success_and_failure_callbacks_turn_on_otel_and_unknown_ones_warn() {
             .any(|w| w.contains("\"langfuse\" is not supported yet"))
     );
 }
+
+#[test]
+fn a_missing_api_key_falls_back_to_the_providers_env_var() {
+    let c = parse(
+        "model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/x\nenvironment_variables:\n  OPENAI_API_KEY: sk-from-config-env\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        c.deployments[0].api_key.as_ref().unwrap().expose(),
+        "sk-from-config-env"
+    );
+}

@@ -125,14 +125,14 @@ pub enum Chunk {
     Completion(CompletionResponse),
 }
 
-/// What one upstream stream event means.
+/// What one upstream stream frame means.
 #[derive(Debug)]
-// Produced and consumed at once per event: boxing the chunk would only add an allocation.
+// Produced and consumed at once per frame: boxing the chunk would only add an allocation.
 #[allow(clippy::large_enum_variant)]
 pub enum StreamEvent {
     /// A chunk to pass on.
     Chunk(Chunk),
-    /// The end of the stream (`[DONE]`).
+    /// The end of the stream (`[DONE]`, `message_stop`, a final NDJSON line …).
     Done,
     /// Nothing to pass on (keep-alive, ping, an event type with no OpenAI counterpart).
     Skip,
@@ -147,39 +147,69 @@ pub struct Target<'a> {
     pub api_base: Option<&'a str>,
     /// The provider key (never logged or recorded).
     pub api_key: Option<&'a str>,
-    /// Extra `litellm_params` passed on into the request body.
+    /// Extra `litellm_params`: provider settings (`api_version`, `aws_region_name` …) and
+    /// body params the provider puts into the request where the caller did not set them.
     pub params: &'a Extra,
 }
 
-/// An HTTP request ready to send upstream.
+/// An HTTP request ready to send upstream (always a POST).
 #[derive(Debug)]
 pub struct UpstreamRequest {
     /// Full URL.
     pub url: String,
     /// Headers; secret ones are marked sensitive.
     pub headers: http::HeaderMap,
-    /// JSON body.
+    /// Request body.
     pub body: bytes::Bytes,
+}
+
+/// Splits an upstream byte stream into frames: SSE events, NDJSON lines, or a binary framing.
+pub trait FrameDecoder: Send {
+    /// Feeds bytes, returning the frames they complete.
+    fn push(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, Error>;
+    /// Ends the stream, returning a last frame left without its terminator.
+    fn finish(&mut self) -> Result<Option<SseEvent>, Error>;
+}
+
+/// Turns one stream's frames into OpenAI chunks; one per stream, so it may keep state
+/// (a response id from the first event, tool-call indices …).
+pub trait StreamParser: Send {
+    /// Parses one frame into what it means; several chunks may come from one frame.
+    fn parse(&mut self, frame: &SseEvent) -> Result<Vec<StreamEvent>, Error>;
 }
 
 /// Translation between OpenAI's format and one HTTP upstream's wire format.
 pub trait HttpProvider: Send + Sync + std::fmt::Debug {
-    /// Provider id as written before the `/` in `provider/model` (also `gen_ai.provider.name`).
+    /// Provider prefix as written before the `/` in `provider/model` (`error.llm_provider`).
     fn id(&self) -> &'static str;
-    /// Builds the upstream request for `request` (already stripped of gateway-only fields).
+    /// The OTel `gen_ai.provider.name` value (`openai`, `anthropic`, `gcp.gemini` …).
+    fn semconv_name(&self) -> &'static str {
+        self.id()
+    }
+    /// Env vars read for the key when a deployment names none, first set wins.
+    fn api_key_env(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Builds the upstream request for `request` (gateway-only fields already present in
+    /// `request.extra()` must not be sent).
     fn build_request(
         &self,
         target: &Target<'_>,
         request: &Request,
     ) -> Result<UpstreamRequest, Error>;
     /// Parses a 2xx response body.
-    fn parse_response(&self, operation: Operation, body: &[u8]) -> Result<Response, Error>;
-    /// Parses one stream event.
-    fn parse_stream_event(
+    fn parse_response(
         &self,
+        target: &Target<'_>,
         operation: Operation,
-        event: &SseEvent,
-    ) -> Result<StreamEvent, Error>;
+        body: &[u8],
+    ) -> Result<Response, Error>;
+    /// How the stream body is framed; SSE unless the provider says otherwise.
+    fn frame_decoder(&self) -> Box<dyn FrameDecoder> {
+        Box::new(crate::sse::SseParser::new())
+    }
+    /// A parser for one stream of `operation` for `target`.
+    fn stream_parser(&self, target: &Target<'_>, operation: Operation) -> Box<dyn StreamParser>;
     /// Turns a non-2xx answer into an error with the upstream's own message.
     fn parse_error(&self, status: u16, headers: &http::HeaderMap, body: &[u8]) -> Error;
 }
@@ -194,23 +224,41 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Provider id for spans and errors.
+    /// Provider prefix (`error.llm_provider`, messages).
     pub fn id(&self) -> &'static str {
         match self {
             Backend::Mock => mock::ID,
             Backend::Http(p) => p.id(),
         }
     }
+
+    /// The `gen_ai.provider.name` value.
+    pub fn semconv_name(&self) -> &'static str {
+        match self {
+            Backend::Mock => mock::ID,
+            Backend::Http(p) => p.semconv_name(),
+        }
+    }
+
+    /// Env vars read for the key when a deployment names none.
+    pub fn api_key_env(&self) -> &'static [&'static str] {
+        match self {
+            Backend::Mock => &[],
+            Backend::Http(p) => p.api_key_env(),
+        }
+    }
 }
 
-/// Provider prefixes this version serves.
+/// Provider prefixes this version serves, in the order error messages list them.
 pub const KNOWN_PROVIDERS: &[&str] = &[mock::ID, openai::ID];
 
-/// The backend for a provider prefix, if it is known.
+/// The backend for a provider prefix, if it is known. Each provider adds one arm here and its
+/// prefix to [`KNOWN_PROVIDERS`].
 pub fn backend_for(prefix: &str) -> Option<Backend> {
-    match prefix {
-        mock::ID => Some(Backend::Mock),
-        openai::ID => Some(Backend::Http(Arc::new(openai::OpenAi))),
-        _ => None,
-    }
+    let http: Arc<dyn HttpProvider> = match prefix {
+        mock::ID => return Some(Backend::Mock),
+        openai::ID => Arc::new(openai::OpenAi),
+        _ => return None,
+    };
+    Some(Backend::Http(http))
 }

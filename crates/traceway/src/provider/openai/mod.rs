@@ -1,7 +1,9 @@
 //! `openai/<model>`: OpenAI's API, which also serves every OpenAI-compatible server
 //! (vLLM, LM Studio, llama.cpp server …) through `api_base`.
 
-use super::{HttpProvider, Operation, Request, Response, StreamEvent, Target, UpstreamRequest};
+use super::{
+    HttpProvider, Operation, Request, Response, StreamEvent, StreamParser, Target, UpstreamRequest,
+};
 use crate::error::{Error, ErrorKind};
 use crate::sse::SseEvent;
 use crate::types::{ErrorBody, GATEWAY_ONLY_FIELDS};
@@ -124,6 +126,21 @@ pub(crate) fn parse_openai_response(
     parsed.map_err(|e| invalid(provider, "a response", e))
 }
 
+/// Parses OpenAI-format stream events (the format every OpenAI-compatible server streams).
+#[derive(Debug)]
+pub(crate) struct OpenAiStream {
+    /// Provider prefix for errors.
+    pub provider: &'static str,
+    /// Which endpoint is streaming.
+    pub operation: Operation,
+}
+
+impl StreamParser for OpenAiStream {
+    fn parse(&mut self, frame: &SseEvent) -> Result<Vec<StreamEvent>, Error> {
+        parse_openai_event(self.provider, self.operation, frame).map(|e| vec![e])
+    }
+}
+
 /// Parses an OpenAI-format stream event of `operation`.
 pub(crate) fn parse_openai_event(
     provider: &str,
@@ -205,16 +222,24 @@ impl HttpProvider for OpenAi {
         })
     }
 
-    fn parse_response(&self, operation: Operation, body: &[u8]) -> Result<Response, Error> {
+    fn api_key_env(&self) -> &'static [&'static str] {
+        &["OPENAI_API_KEY"]
+    }
+
+    fn parse_response(
+        &self,
+        _target: &Target<'_>,
+        operation: Operation,
+        body: &[u8],
+    ) -> Result<Response, Error> {
         parse_openai_response(ID, operation, body)
     }
 
-    fn parse_stream_event(
-        &self,
-        operation: Operation,
-        event: &SseEvent,
-    ) -> Result<StreamEvent, Error> {
-        parse_openai_event(ID, operation, event)
+    fn stream_parser(&self, _target: &Target<'_>, operation: Operation) -> Box<dyn StreamParser> {
+        Box::new(OpenAiStream {
+            provider: ID,
+            operation,
+        })
     }
 
     fn parse_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
