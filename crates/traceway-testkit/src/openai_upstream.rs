@@ -114,6 +114,7 @@ struct Shared {
     requests: Mutex<Vec<Recorded>>,
     streams_cancelled: AtomicUsize,
     streams_completed: AtomicUsize,
+    requests_cancelled: AtomicUsize,
 }
 
 /// The running upstream; stops when dropped.
@@ -179,6 +180,11 @@ impl OpenAiUpstream {
         self.shared.streams_cancelled.load(Ordering::SeqCst)
     }
 
+    /// Requests whose connection went away before the answer was ready (e.g. during a delay).
+    pub fn requests_cancelled(&self) -> usize {
+        self.shared.requests_cancelled.load(Ordering::SeqCst)
+    }
+
     /// Streams written to the end.
     pub fn streams_completed(&self) -> usize {
         self.shared.streams_completed.load(Ordering::SeqCst)
@@ -190,6 +196,22 @@ async fn models() -> impl IntoResponse {
         [("content-type", "application/json")],
         r#"{"object":"list","data":[{"id":"gpt-4o-mini","object":"model","created":1686935002,"owned_by":"openai"}]}"#,
     )
+}
+
+/// Counts a request as cancelled when its handler is dropped before it answered.
+struct RequestGuard {
+    shared: Arc<Shared>,
+    answered: bool,
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.shared
+                .requests_cancelled
+                .fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 /// Counts a stream as cancelled when its body is dropped before it finished.
@@ -275,6 +297,16 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let mut guard = RequestGuard {
+        shared: shared.clone(),
+        answered: false,
+    };
+    let response = answer(shared, uri, headers, body).await;
+    guard.answered = true;
+    response
+}
+
+async fn answer(shared: Arc<Shared>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     shared.requests.lock().unwrap().push(Recorded {
         path: uri.path().to_owned(),

@@ -4,8 +4,16 @@
 //! bodies. The HTTP client, timeouts and spans live once in [`crate::client`], so every provider
 //! is sent, timed and traced alike.
 
+pub mod anthropic;
+pub mod azure;
+pub mod bedrock;
+pub mod cohere;
+pub(crate) mod common;
+pub mod gemini;
 pub mod mock;
+pub mod ollama;
 pub mod openai;
+pub mod openai_compatible;
 
 use crate::error::Error;
 use crate::sse::SseEvent;
@@ -250,7 +258,27 @@ impl Backend {
 }
 
 /// Provider prefixes this version serves, in the order error messages list them.
-pub const KNOWN_PROVIDERS: &[&str] = &[mock::ID, openai::ID];
+pub const KNOWN_PROVIDERS: &[&str] = &[
+    mock::ID,
+    openai::ID,
+    bedrock::ID,
+    ollama::ID,
+    ollama::CHAT_ID,
+    anthropic::ID,
+    gemini::ID,
+    azure::ID,
+    openai_compatible::MISTRAL,
+    openai_compatible::GROQ,
+    openai_compatible::DEEPSEEK,
+    openai_compatible::XAI,
+    openai_compatible::OPENROUTER,
+    openai_compatible::TOGETHER_AI,
+    openai_compatible::FIREWORKS_AI,
+    openai_compatible::PERPLEXITY,
+    openai_compatible::HOSTED_VLLM,
+    cohere::ID,
+    cohere::CHAT_ID,
+];
 
 /// The backend for a provider prefix, if it is known. Each provider adds one arm here and its
 /// prefix to [`KNOWN_PROVIDERS`].
@@ -258,6 +286,15 @@ pub fn backend_for(prefix: &str) -> Option<Backend> {
     let http: Arc<dyn HttpProvider> = match prefix {
         mock::ID => return Some(Backend::Mock),
         openai::ID => Arc::new(openai::OpenAi),
+        bedrock::ID => Arc::new(bedrock::Bedrock),
+        ollama::ID => Arc::new(ollama::Ollama::new(ollama::ID)),
+        ollama::CHAT_ID => Arc::new(ollama::Ollama::new(ollama::CHAT_ID)),
+        cohere::ID => Arc::new(cohere::Cohere::new(cohere::ID)),
+        cohere::CHAT_ID => Arc::new(cohere::Cohere::new(cohere::CHAT_ID)),
+        anthropic::ID => Arc::new(anthropic::Anthropic),
+        gemini::ID => Arc::new(gemini::Gemini),
+        azure::ID => Arc::new(azure::Azure),
+        p if openai_compatible::preset(p).is_some() => openai_compatible::provider(p)?,
         _ => return None,
     };
     Some(Backend::Http(http))

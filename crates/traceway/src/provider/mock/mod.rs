@@ -58,8 +58,18 @@ fn directive_error(text: &str) -> Option<Error> {
         "litellm.ServiceUnavailableError" => return lite(ErrorKind::UpstreamServer, Some(503)),
         "litellm.Timeout" => return lite(ErrorKind::Timeout, None),
         "litellm.AuthenticationError" => return lite(ErrorKind::Authentication, None),
-        "litellm.BadRequestError" | "litellm.ContextWindowExceededError" => {
-            return lite(ErrorKind::BadRequest, None);
+        "litellm.BadRequestError" => return lite(ErrorKind::BadRequest, None),
+        "litellm.ContextWindowExceededError" => {
+            return lite(ErrorKind::BadRequest, None).map(|e| Error {
+                code: Some("context_length_exceeded".into()),
+                ..e
+            });
+        }
+        "litellm.ContentPolicyViolationError" => {
+            return lite(ErrorKind::BadRequest, None).map(|e| Error {
+                code: Some("content_policy_violation".into()),
+                ..e
+            });
         }
         "litellm.NotFoundError" => return lite(ErrorKind::NotFound, None),
         "litellm.APIConnectionError" => return lite(ErrorKind::Connection, None),
