@@ -20,7 +20,7 @@ pub const DEFAULT_GRPC_ENDPOINT: &str = "http://localhost:4317";
 /// Default `service.name`.
 pub const DEFAULT_SERVICE_NAME: &str = "traceway";
 /// Path that OTLP/HTTP appends to a base endpoint for traces.
-const TRACES_PATH: &str = "/v1/traces";
+pub(crate) const TRACES_PATH: &str = "/v1/traces";
 /// The `OTEL_SEMCONV_STABILITY_OPT_IN` entry that selects strict GenAI naming.
 const SEMCONV_GEN_AI_LATEST: &str = "gen_ai_latest_experimental";
 
@@ -184,7 +184,19 @@ pub struct OtelConfig {
     pub capture: CaptureContent,
     /// `OTEL_SEMCONV_STABILITY_OPT_IN` contains `gen_ai_latest_experimental`.
     pub semconv_latest: bool,
+    /// `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`: longest attribute value in characters (none by default).
+    pub attribute_value_length_limit: Option<usize>,
+    /// `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`: most attributes on one span.
+    pub span_attribute_count_limit: usize,
+    /// Attribute names this destination reads (set by the callback, not by a variable).
+    pub dialect: crate::dialect::Dialect,
 }
+
+/// Attributes per span when `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT` is not set.
+///
+/// Higher than the SDK's 128 because one chat call's indexed prompt keys alone can pass 128;
+/// the recording code still budgets content so that usage and identity are never the ones dropped.
+pub const DEFAULT_SPAN_ATTRIBUTE_COUNT_LIMIT: usize = 1024;
 
 impl Default for OtelConfig {
     /// The configuration of an empty environment.
@@ -207,6 +219,9 @@ impl Default for OtelConfig {
             nested_request_span: false,
             capture: CaptureContent::SpanOnly,
             semconv_latest: false,
+            attribute_value_length_limit: None,
+            span_attribute_count_limit: DEFAULT_SPAN_ATTRIBUTE_COUNT_LIMIT,
+            dialect: crate::dialect::Dialect::GenAi,
         }
     }
 }
@@ -249,6 +264,14 @@ impl fmt::Debug for OtelConfig {
 /// bad part, never a header value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    /// A variable a callback needs is not set.
+    #[error("{var} is not set ({why})")]
+    Missing {
+        /// The variable.
+        var: &'static str,
+        /// Which callback needs it and for what.
+        why: &'static str,
+    },
     /// A value outside the variable's fixed set.
     #[error("{var}: unknown {what} \"{value}\" (expected {expected})")]
     UnknownValue {
@@ -354,7 +377,8 @@ impl ConfigError {
             | Self::InvalidUrl { var, .. }
             | Self::UnsupportedUrl { var, .. }
             | Self::InvalidNumber { var, .. }
-            | Self::Zero { var } => var,
+            | Self::Zero { var }
+            | Self::Missing { var, .. } => var,
         }
     }
 }
@@ -457,6 +481,14 @@ impl OtelConfig {
             cfg.semconv_latest = raw
                 .split(',')
                 .any(|entry| entry.trim() == SEMCONV_GEN_AI_LATEST);
+        }
+        if let Some(raw) = read(env, env::OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT) {
+            cfg.attribute_value_length_limit =
+                Some(parse_count(env::OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, &raw)?);
+        }
+        if let Some(raw) = read(env, env::OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT) {
+            cfg.span_attribute_count_limit =
+                parse_count(env::OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, &raw)?;
         }
         Ok(cfg)
     }
@@ -569,7 +601,7 @@ fn resolve_endpoint(env: &dyn Env, kind: ExporterKind) -> Result<Option<Url>, Co
     }
 }
 
-fn parse_url(var: &'static str, raw: &str) -> Result<Url, ConfigError> {
+pub(crate) fn parse_url(var: &'static str, raw: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(raw).map_err(|e| ConfigError::InvalidUrl {
         var,
         value: raw.to_owned(),

@@ -85,6 +85,35 @@ pub const OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: &str =
     "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT";
 /// Comma list; `gen_ai_latest_experimental` selects strict OTel GenAI semconv naming.
 pub const OTEL_SEMCONV_STABILITY_OPT_IN: &str = "OTEL_SEMCONV_STABILITY_OPT_IN";
+/// Longest attribute value (characters); longer content is truncated with a marker.
+pub const OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: &str = "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT";
+/// Most attributes on one span; indexed content keys give way first so usage and identity stay.
+pub const OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT: &str = "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT";
+
+/// Arize Phoenix collector (base URL or full traces URL) for the `arize_phoenix` callback.
+pub const PHOENIX_COLLECTOR_ENDPOINT: &str = "PHOENIX_COLLECTOR_ENDPOINT";
+/// Arize Phoenix HTTP collector; wins over `PHOENIX_COLLECTOR_ENDPOINT`.
+pub const PHOENIX_COLLECTOR_HTTP_ENDPOINT: &str = "PHOENIX_COLLECTOR_HTTP_ENDPOINT";
+/// Arize Phoenix API key (sent as `authorization: Bearer` and `api_key`).
+pub const PHOENIX_API_KEY: &str = "PHOENIX_API_KEY";
+/// Arize space key for the `arize` callback.
+pub const ARIZE_SPACE_KEY: &str = "ARIZE_SPACE_KEY";
+/// Arize space id (newer name of the space key).
+pub const ARIZE_SPACE_ID: &str = "ARIZE_SPACE_ID";
+/// Arize API key for the `arize` callback.
+pub const ARIZE_API_KEY: &str = "ARIZE_API_KEY";
+/// Arize OTLP gRPC endpoint (default `https://otlp.arize.com/v1`).
+pub const ARIZE_ENDPOINT: &str = "ARIZE_ENDPOINT";
+/// Arize OTLP HTTP endpoint; when set, Arize is reached over HTTP instead of gRPC.
+pub const ARIZE_HTTP_ENDPOINT: &str = "ARIZE_HTTP_ENDPOINT";
+/// Langfuse public key for the `langfuse_otel` callback.
+pub const LANGFUSE_PUBLIC_KEY: &str = "LANGFUSE_PUBLIC_KEY";
+/// Langfuse secret key for the `langfuse_otel` callback.
+pub const LANGFUSE_SECRET_KEY: &str = "LANGFUSE_SECRET_KEY";
+/// Langfuse host (default `https://cloud.langfuse.com`).
+pub const LANGFUSE_HOST: &str = "LANGFUSE_HOST";
+/// Langfuse OTLP host; wins over `LANGFUSE_HOST`.
+pub const LANGFUSE_OTEL_HOST: &str = "LANGFUSE_OTEL_HOST";
 
 /// Every variable above, for documentation and for tests that want a clean environment.
 pub const ALL: &[&str] = &[
@@ -116,6 +145,20 @@ pub const ALL: &[&str] = &[
     USE_OTEL_LITELLM_REQUEST_SPAN,
     OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT,
     OTEL_SEMCONV_STABILITY_OPT_IN,
+    OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+    OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT,
+    PHOENIX_COLLECTOR_ENDPOINT,
+    PHOENIX_COLLECTOR_HTTP_ENDPOINT,
+    PHOENIX_API_KEY,
+    ARIZE_SPACE_KEY,
+    ARIZE_SPACE_ID,
+    ARIZE_API_KEY,
+    ARIZE_ENDPOINT,
+    ARIZE_HTTP_ENDPOINT,
+    LANGFUSE_PUBLIC_KEY,
+    LANGFUSE_SECRET_KEY,
+    LANGFUSE_HOST,
+    LANGFUSE_OTEL_HOST,
 ];
 
 #[cfg(test)]

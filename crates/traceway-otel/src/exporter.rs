@@ -38,6 +38,7 @@ use crate::config::{
     Compression, DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT, ExporterKind, OtelConfig,
 };
 use crate::console::ConsoleExporter;
+use crate::dialect::DialectExporter;
 
 /// Name under which the proxy exposes [`Telemetry::spans_dropped`] as a metric.
 pub const SPANS_DROPPED_METRIC: &str = "traceway_otel_spans_dropped_total";
@@ -111,13 +112,16 @@ struct Inner {
     provider: SdkTracerProvider,
     tracer: SdkTracer,
     in_memory: Option<InMemorySpanExporter>,
-    pipeline: Arc<Pipeline>,
+    /// One per destination.
+    pipelines: Vec<Arc<Pipeline>>,
     exporter: ExporterKind,
     debug: bool,
     /// Bound on flush and shutdown (`OTEL_BSP_EXPORT_TIMEOUT`).
     flush_timeout: Duration,
     /// Result of the first shutdown, so that later calls return at once.
     shutdown: Mutex<Option<Result<(), String>>>,
+    /// The settings the pipeline was built from (span shape settings are read from here).
+    config: OtelConfig,
 }
 
 impl fmt::Debug for Telemetry {
@@ -139,52 +143,70 @@ impl Telemetry {
     /// tokio runtime (its exports run as a task on it) and fails with
     /// [`ExporterError::GrpcNeedsRuntime`] without one.
     pub fn init(cfg: &OtelConfig) -> Result<Option<Telemetry>, ExporterError> {
-        if cfg.sdk_disabled || cfg.exporter == ExporterKind::None {
+        Self::init_with(cfg, Vec::new())
+    }
+
+    /// Like [`Telemetry::init`], with more span destinations beside the configured exporter
+    /// (the proxy's in-memory trace view). With `OTEL_EXPORTER=none` and extra destinations,
+    /// spans go to those alone; `OTEL_SDK_DISABLED=true` still turns everything off.
+    pub fn init_with(
+        cfg: &OtelConfig,
+        extra: Vec<Box<dyn SpanProcessor>>,
+    ) -> Result<Option<Telemetry>, ExporterError> {
+        Self::init_destinations(std::slice::from_ref(cfg), extra)
+    }
+
+    /// One pipeline fanning out to several destinations (one per tracing callback), each with
+    /// its own exporter, dialect, queue and counters, so a dead one never starves the others.
+    /// Span-shape settings (capture, limits, semconv) are read from the first destination.
+    pub fn init_destinations(
+        destinations: &[OtelConfig],
+        extra: Vec<Box<dyn SpanProcessor>>,
+    ) -> Result<Option<Telemetry>, ExporterError> {
+        let Some(first) = destinations.first() else {
+            return Ok(None);
+        };
+        let live: Vec<&OtelConfig> = destinations
+            .iter()
+            .filter(|c| c.exporter != ExporterKind::None)
+            .collect();
+        if first.sdk_disabled || (live.is_empty() && extra.is_empty()) {
             return Ok(None);
         }
-        let pipeline = Arc::new(Pipeline::new(cfg.batch.max_queue_size, cfg.debug));
+        let mut processors = Vec::with_capacity(live.len());
+        let mut pipelines = Vec::with_capacity(live.len());
         let mut in_memory = None;
-        let processor: Box<dyn SpanProcessor> = match cfg.exporter {
-            ExporterKind::Console => {
-                let exporter = CountingExporter::new(ConsoleExporter::new(), &pipeline, true);
-                Box::new(QueueGate::new(
-                    BatchSpanProcessor::new(exporter, batch_config(cfg)),
-                    &pipeline,
-                ))
-            }
-            ExporterKind::OtlpHttpProtobuf => Box::new(QueueGate::new(
-                http_processor(cfg, Protocol::HttpBinary, &pipeline)?,
-                &pipeline,
-            )),
-            ExporterKind::OtlpHttpJson => Box::new(QueueGate::new(
-                http_processor(cfg, Protocol::HttpJson, &pipeline)?,
-                &pipeline,
-            )),
-            ExporterKind::OtlpGrpc => {
-                Box::new(QueueGate::new(grpc_processor(cfg, &pipeline)?, &pipeline))
-            }
-            ExporterKind::InMemory => {
-                // Test-only: the simple processor exports on the thread that ends the span,
-                // so spans are readable the moment they end. The in-memory exporter is not
-                // shut down with the pipeline, so spans stay readable after shutdown.
-                let memory = InMemorySpanExporter::default();
-                in_memory = Some(memory.clone());
-                let exporter = CountingExporter::new(memory, &pipeline, false);
-                Box::new(QueueGate::new(
-                    SimpleSpanProcessor::new(exporter),
-                    &pipeline,
-                ))
-            }
-            ExporterKind::None => return Ok(None),
-        };
+        for cfg in live {
+            let pipeline = Arc::new(Pipeline::new(cfg.batch.max_queue_size, cfg.debug));
+            let (processor, memory) = destination_processor(cfg, &pipeline)?;
+            processors.push(processor);
+            pipelines.push(pipeline);
+            in_memory = in_memory.or(memory);
+        }
+        Self::finish(first, processors, extra, in_memory, pipelines)
+    }
 
-        let provider = SdkTracerProvider::builder()
+    fn finish(
+        cfg: &OtelConfig,
+        processors: Vec<Box<dyn SpanProcessor>>,
+        extra: Vec<Box<dyn SpanProcessor>>,
+        in_memory: Option<InMemorySpanExporter>,
+        pipelines: Vec<Arc<Pipeline>>,
+    ) -> Result<Option<Telemetry>, ExporterError> {
+        let mut builder = SdkTracerProvider::builder()
             .with_sampler(Sampler::AlwaysOn)
-            // Explicit limits, so the SDK's own OTEL_SPAN_*_LIMIT reading has no effect.
-            .with_span_limits(SpanLimits::default())
-            .with_resource(resource(cfg))
-            .with_span_processor(BoxedProcessor(processor))
-            .build();
+            // Explicit limits, so the SDK's own OTEL_SPAN_*_LIMIT reading (behind the Env
+            // trait's back) has no effect; the attribute count comes from our config.
+            .with_span_limits(SpanLimits {
+                max_attributes_per_span: u32::try_from(cfg.span_attribute_count_limit)
+                    .unwrap_or(u32::MAX),
+                ..SpanLimits::default()
+            })
+            .with_resource(resource(cfg));
+        for p in processors.into_iter().chain(extra) {
+            builder = builder.with_span_processor(BoxedProcessor(p));
+        }
+        let provider = builder.build();
         let scope = InstrumentationScope::builder(INSTRUMENTATION_SCOPE)
             .with_version(env!("CARGO_PKG_VERSION"))
             .build();
@@ -194,11 +216,12 @@ impl Telemetry {
                 provider,
                 tracer,
                 in_memory,
-                pipeline,
+                pipelines,
                 exporter: cfg.exporter,
                 debug: cfg.debug,
                 flush_timeout: cfg.batch.export_timeout,
                 shutdown: Mutex::new(None),
+                config: cfg.clone(),
             }),
         }))
     }
@@ -216,6 +239,11 @@ impl Telemetry {
     /// Which exporter the pipeline sends to.
     pub fn exporter(&self) -> ExporterKind {
         self.inner.exporter
+    }
+
+    /// The settings the pipeline was built from.
+    pub fn config(&self) -> &OtelConfig {
+        &self.inner.config
     }
 
     /// Whether `OTEL_DEBUG` asked for export problems on stderr.
@@ -253,7 +281,9 @@ impl Telemetry {
         if let Some(previous) = done.as_ref() {
             return previous.clone().map_err(ExporterError::Shutdown);
         }
-        self.inner.pipeline.closed.store(true, Ordering::Release);
+        for pipeline in &self.inner.pipelines {
+            pipeline.closed.store(true, Ordering::Release);
+        }
         let provider = self.inner.provider.clone();
         let limit = self.inner.flush_timeout;
         // The SDK's async-runtime processor ignores the shutdown timeout, hence the helper
@@ -283,19 +313,79 @@ impl Telemetry {
     /// Spans dropped before export because the queue was full or the pipeline was shut down
     /// (exposed as [`SPANS_DROPPED_METRIC`]).
     pub fn spans_dropped(&self) -> u64 {
-        self.inner.pipeline.dropped.load(Ordering::Relaxed)
+        self.sum(|p| &p.dropped)
     }
 
     /// Spans lost because their export failed or timed out, after the exporter's retries
     /// (exposed as [`SPANS_EXPORT_FAILED_METRIC`]).
     pub fn spans_export_failed(&self) -> u64 {
-        self.inner.pipeline.export_failed.load(Ordering::Relaxed)
+        self.sum(|p| &p.export_failed)
     }
 
     /// Spans the exporter accepted.
     pub fn spans_exported(&self) -> u64 {
-        self.inner.pipeline.exported.load(Ordering::Relaxed)
+        self.sum(|p| &p.exported)
     }
+
+    /// Spans queued or being exported, over every destination.
+    pub fn queue_depth(&self) -> u64 {
+        self.inner
+            .pipelines
+            .iter()
+            .map(|p| p.in_flight.load(Ordering::Relaxed) as u64)
+            .sum()
+    }
+
+    /// A counter summed over every destination.
+    fn sum(&self, counter: impl Fn(&Pipeline) -> &AtomicU64) -> u64 {
+        self.inner
+            .pipelines
+            .iter()
+            .map(|p| counter(p).load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// The processor (gate, batch processor, counting and dialect exporters) of one destination.
+fn destination_processor(
+    cfg: &OtelConfig,
+    pipeline: &Arc<Pipeline>,
+) -> Result<(Box<dyn SpanProcessor>, Option<InMemorySpanExporter>), ExporterError> {
+    let processor: Box<dyn SpanProcessor> = match cfg.exporter {
+        ExporterKind::Console => {
+            let console = DialectExporter::new(ConsoleExporter::new(), cfg.dialect);
+            let exporter = CountingExporter::new(console, pipeline, true);
+            Box::new(QueueGate::new(
+                BatchSpanProcessor::new(exporter, batch_config(cfg)),
+                pipeline,
+            ))
+        }
+        ExporterKind::OtlpHttpProtobuf => Box::new(QueueGate::new(
+            http_processor(cfg, Protocol::HttpBinary, pipeline)?,
+            pipeline,
+        )),
+        ExporterKind::OtlpHttpJson => Box::new(QueueGate::new(
+            http_processor(cfg, Protocol::HttpJson, pipeline)?,
+            pipeline,
+        )),
+        ExporterKind::OtlpGrpc => {
+            Box::new(QueueGate::new(grpc_processor(cfg, pipeline)?, pipeline))
+        }
+        ExporterKind::InMemory | ExporterKind::None => {
+            // Test-only: the simple processor exports on the thread that ends the span,
+            // so spans are readable the moment they end. The in-memory exporter is not
+            // shut down with the pipeline, so spans stay readable after shutdown.
+            let memory = InMemorySpanExporter::default();
+            let exporter = CountingExporter::new(
+                DialectExporter::new(memory.clone(), cfg.dialect),
+                pipeline,
+                false,
+            );
+            let processor = Box::new(QueueGate::new(SimpleSpanProcessor::new(exporter), pipeline));
+            return Ok((processor, Some(memory)));
+        }
+    };
+    Ok((processor, None))
 }
 
 /// Counters and queue occupancy shared by the gate, the exporter wrapper and [`Telemetry`].
@@ -528,7 +618,7 @@ fn batch_config(cfg: &OtelConfig) -> BatchConfig {
         .build()
 }
 
-fn resource(cfg: &OtelConfig) -> Resource {
+pub(crate) fn resource(cfg: &OtelConfig) -> Resource {
     // `Resource::builder()` would also read OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES from
     // the process; those were read through `Env` already, so start empty and add only the
     // `telemetry.sdk.*` detector. Later attributes win.
@@ -576,6 +666,7 @@ fn http_processor(
     let gzip = cfg.compression == Compression::Gzip;
     let batch = batch_config(cfg);
     let pipeline = Arc::clone(pipeline);
+    let dialect = cfg.dialect;
     let tls = rustls_config()?;
     let build = move || -> Result<BatchSpanProcessor, ExporterError> {
         let client = reqwest::blocking::Client::builder()
@@ -602,7 +693,7 @@ fn http_processor(
             reason: e.to_string(),
         })?;
         Ok(BatchSpanProcessor::new(
-            CountingExporter::new(exporter, &pipeline, true),
+            CountingExporter::new(DialectExporter::new(exporter, dialect), &pipeline, true),
             batch,
         ))
     };
@@ -616,7 +707,7 @@ fn http_processor(
 
 /// TLS for the HTTP exporter: the process-wide rustls provider if the binary installed one,
 /// else ring (never aws-lc-rs), with the webpki roots so that no system store is needed.
-fn rustls_config() -> Result<rustls::ClientConfig, ExporterError> {
+pub(crate) fn rustls_config() -> Result<rustls::ClientConfig, ExporterError> {
     let provider = rustls::crypto::CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
@@ -680,7 +771,7 @@ fn grpc_processor(
     })?;
     Ok(
         span_processor_with_async_runtime::BatchSpanProcessor::builder(
-            CountingExporter::new(exporter, pipeline, true),
+            CountingExporter::new(DialectExporter::new(exporter, cfg.dialect), pipeline, true),
             runtime::Tokio,
         )
         .with_batch_config(batch_config(cfg))

@@ -95,8 +95,14 @@ pub const LITELLM_MODEL_GROUP: &str = "litellm.model_group";
 pub const LITELLM_PROVIDER_MODEL: &str = "litellm.provider.model";
 /// Id of the deployment (model_list entry) that served the attempt.
 pub const LITELLM_MODEL_ID: &str = "litellm.model_id";
-/// Attempt number of a CLIENT span, starting at 1.
+/// Attempt number of a CLIENT span, starting at 1, counted across retries and fallbacks.
 pub const LITELLM_ATTEMPT: &str = "litellm.attempt";
+/// How many fallback groups away from the one asked for a CLIENT span's attempt is (0: none).
+pub const LITELLM_FALLBACK_DEPTH: &str = "litellm.fallback_depth";
+/// Retries made before the call's answer (or final failure).
+pub const LITELLM_ATTEMPTED_RETRIES: &str = "litellm.attempted_retries";
+/// Fallback groups tried before the call's answer (or final failure).
+pub const LITELLM_ATTEMPTED_FALLBACKS: &str = "litellm.attempted_fallbacks";
 
 /// Prefix of caller identity and request metadata keys.
 pub const METADATA_PREFIX: &str = "metadata";
@@ -144,6 +150,12 @@ pub const ERROR_CODE: &str = "error.code";
 pub const ERROR_LLM_PROVIDER: &str = "error.llm_provider";
 /// Attribute of `Failed Proxy Server Request` holding the error text.
 pub const EXCEPTION: &str = "exception";
+/// Indexed prompt attributes left out to stay within the span's attribute count limit.
+pub const TRACEWAY_PROMPT_TRUNCATED: &str = "traceway.prompt.truncated_attributes";
+/// Indexed completion attributes left out to stay within the span's attribute count limit.
+pub const TRACEWAY_COMPLETION_TRUNCATED: &str = "traceway.completion.truncated_attributes";
+/// Span event carrying content when content capture includes events (OTel GenAI v1.41).
+pub const EVENT_INFERENCE_DETAILS: &str = "gen_ai.client.inference.operation.details";
 /// Name of the span event recording an error.
 pub const EVENT_EXCEPTION: &str = "exception";
 /// Type of the exception on the `exception` event.

@@ -3,7 +3,10 @@
 
 pub mod config;
 pub mod console;
+pub mod destinations;
+pub mod dialect;
 pub mod env;
 pub mod exporter;
 pub mod keys;
+pub mod metrics;
 pub mod propagation;

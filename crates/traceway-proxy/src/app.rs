@@ -3,10 +3,11 @@
 
 use crate::config::ProxyConfig;
 use crate::server::{self, AppState};
+use crate::ui::traces::TraceBuffer;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use traceway::{Client, Tracing};
-use traceway_otel::config::{CaptureContent, OtelConfig};
+use traceway_otel::config::{CaptureContent, ExporterKind, OtelConfig};
 use traceway_otel::exporter::Telemetry;
 
 /// Why the proxy could not be assembled.
@@ -21,6 +22,9 @@ pub enum AppError {
     /// The client could not be built.
     #[error("{0}")]
     Client(#[from] traceway::BuildError),
+    /// The key database or Redis could not be opened.
+    #[error("virtual keys: {0}")]
+    Keys(#[from] crate::keys::KeysError),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -43,12 +47,41 @@ impl App {
     /// Builds the proxy; `force_otel` (the `--otel` flag) turns tracing on whatever the config says.
     pub fn build(config: ProxyConfig, force_otel: bool) -> Result<App, AppError> {
         let otel = OtelConfig::from_env(&config.env)?;
-        let telemetry = if force_otel || config.otel_enabled() {
-            Telemetry::init(&otel)?
+        let tracing_on = force_otel || config.otel_enabled();
+        // The web page's trace buffer is one more span destination beside the exporter. With
+        // tracing off it is the only one (exporter `none`), so a developer sees calls without
+        // configuring anything; `general_settings.ui: false` (or a buffer of 0) removes it and
+        // with it all span work. OTEL_SDK_DISABLED=true still turns every span off.
+        let ui_traces = config
+            .ui
+            .trace_buffer()
+            .filter(|_| !otel.sdk_disabled)
+            .map(TraceBuffer::new);
+        // One export destination per tracing callback (`otel`, `arize_phoenix`, `arize`,
+        // `langfuse_otel`), each with its own queue.
+        let mut destinations = if tracing_on {
+            traceway_otel::destinations::destinations(
+                &config.tracing_callbacks(force_otel),
+                &config.env,
+            )?
         } else {
-            None
+            Vec::new()
         };
-        let mut builder = Client::builder().direct_provider_models(false);
+        let telemetry = match &ui_traces {
+            Some(buffer) => {
+                if destinations.is_empty() {
+                    let mut cfg = otel.clone();
+                    cfg.exporter = ExporterKind::None;
+                    destinations.push(cfg);
+                }
+                Telemetry::init_destinations(&destinations, vec![Box::new(buffer.processor())])?
+            }
+            None if tracing_on => Telemetry::init_destinations(&destinations, Vec::new())?,
+            None => None,
+        };
+        let mut builder = Client::builder()
+            .direct_provider_models(false)
+            .router(config.router.clone());
         if let Some(t) = config.request_timeout {
             builder = builder.timeout(t);
         }
@@ -58,18 +91,34 @@ impl App {
         if let Some(t) = &telemetry {
             builder = builder.tracing(Tracing {
                 telemetry: t.clone(),
-                capture_content: matches!(
-                    otel.capture,
-                    CaptureContent::SpanOnly | CaptureContent::SpanAndEvent
-                ),
+                // turn_off_message_logging is the global rule: it keeps content out unless a
+                // request's own mask flags say otherwise.
+                capture_content: otel.capture != CaptureContent::NoContent
+                    && !config.turn_off_message_logging,
             });
         }
+        // Metrics go to Prometheus always, and over OTLP/HTTP beside the first OTLP destination.
+        let otlp = destinations.iter().find(|d| d.exporter.is_otlp());
+        let metrics = traceway_otel::metrics::Metrics::new(otlp)?;
+        builder = builder.metrics(metrics.clone());
         let client = builder.build()?;
+        // Virtual keys only mean something behind a master key.
+        let keys = config.master_key.as_ref().map(|master| {
+            Arc::new(crate::keys::Keys::new(
+                master,
+                &config.key_store,
+                config.source_path().as_deref(),
+            ))
+        });
         let state = Arc::new(AppState {
             client,
             config,
             nested_request_span: otel.nested_request_span,
             started: traceway::types::unix_now(),
+            keys,
+            ui_traces,
+            metrics,
+            telemetry: telemetry.clone(),
         });
         Ok(App { state, telemetry })
     }
@@ -79,8 +128,18 @@ impl App {
         server::router(self.state.clone())
     }
 
+    /// Opens the key database (migrating it) and Redis now, so a bad URL or an unreachable
+    /// server stops start-up instead of failing the first request. Without a master key: nothing.
+    pub async fn connect(&self) -> Result<(), AppError> {
+        if let Some(keys) = &self.state.keys {
+            keys.connect().await?;
+        }
+        Ok(())
+    }
+
     /// Flushes and stops the telemetry pipeline.
     pub fn shutdown_telemetry(&self) {
+        self.state.metrics.shutdown();
         if let Some(t) = &self.telemetry {
             let _ = t.shutdown();
         }
@@ -88,6 +147,7 @@ impl App {
 
     /// Serves on `addr` in the background; for tests and embedding.
     pub async fn spawn(self, addr: &str) -> Result<RunningProxy, AppError> {
+        self.connect().await?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| AppError::Bind {
@@ -140,6 +200,8 @@ impl RunningProxy {
             let _ = task.await;
         }
         // Flushing blocks up to the export timeout: keep it off the async workers.
+        let metrics = self.app.state.metrics.clone();
+        let _ = tokio::task::spawn_blocking(move || metrics.shutdown()).await;
         if let Some(t) = self.app.telemetry.clone() {
             let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
         }

@@ -1,6 +1,9 @@
-//! Who may call: the master key from `general_settings.master_key`, when one is set.
+//! Who may call: the master key (`general_settings.master_key` or `LITELLM_MASTER_KEY`) and the
+//! virtual keys made with it; with no master key, everyone.
 
 use crate::error::ApiError;
+use crate::keys::Caller;
+use crate::server::AppState;
 use axum::http::HeaderMap;
 use subtle::ConstantTimeEq;
 use traceway::Secret;
@@ -21,7 +24,33 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     })
 }
 
-/// Checks the caller's key against the master key; with no master key, everyone may call.
+/// Who is calling: [`Caller::Open`] without a master key, else the master key or a stored,
+/// unexpired virtual key (401 otherwise, never repeating the key presented).
+pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let Some(master) = state.config.master_key.as_ref() else {
+        return Ok(Caller::Open);
+    };
+    let Some(presented) = presented_key(headers) else {
+        return Err(ApiError::unauthorized(
+            "no API key given: send it as \"Authorization: Bearer sk-...\" (or in x-litellm-api-key)",
+        ));
+    };
+    if bool::from(presented.as_bytes().ct_eq(master.expose().as_bytes())) {
+        return Ok(match &state.keys {
+            Some(keys) => keys.master(),
+            None => Caller::Master(crate::keys::hash_key(master.expose()).into()),
+        });
+    }
+    match &state.keys {
+        Some(keys) => Ok(Caller::Key(keys.authenticate(presented).await?)),
+        None => Err(ApiError::unauthorized(
+            "the API key given is not valid for this proxy",
+        )),
+    }
+}
+
+/// Checks the caller's key against the master key alone; with no master key, everyone may call.
+/// (The proxy's routes use [`authenticate`], which also knows virtual keys.)
 pub fn authorize(master_key: Option<&Secret>, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(master) = master_key else {
         return Ok(());

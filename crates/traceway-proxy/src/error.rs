@@ -30,7 +30,20 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut resp = (status, axum::Json(self.0.to_body())).into_response();
+        let mut body = self.0.to_body();
+        // A model refusal carries LiteLLM's `type` in `code` (a `traceway::Error` takes its type
+        // from its kind): answer it as the type, with the status as the code.
+        if let Some(t) = self.0.code.as_deref().filter(|c| {
+            [
+                crate::keys::KEY_MODEL_ACCESS_DENIED,
+                crate::keys::TEAM_MODEL_ACCESS_DENIED,
+            ]
+            .contains(c)
+        }) {
+            body.error.kind = Some(t.to_owned());
+            body.error.code = Some(serde_json::Value::String(self.0.status().to_string()));
+        }
+        let mut resp = (status, axum::Json(body)).into_response();
         if let Some(after) = self.0.retry_after {
             let secs = after.as_secs_f64().ceil().max(1.0) as u64;
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

@@ -23,6 +23,10 @@ use traceway_otel::keys as k;
 pub const HEADER_MODEL_ID: &str = "x-litellm-model-id";
 /// Response header naming the model group asked for.
 pub const HEADER_MODEL_GROUP: &str = "x-litellm-model-group";
+/// Response header counting the retries made before the answer.
+pub const HEADER_ATTEMPTED_RETRIES: &str = "x-litellm-attempted-retries";
+/// Response header counting the fallback groups tried before the answer.
+pub const HEADER_ATTEMPTED_FALLBACKS: &str = "x-litellm-attempted-fallbacks";
 /// Request/response header correlating one call.
 pub const HEADER_REQUEST_ID: &str = "x-request-id";
 
@@ -92,16 +96,51 @@ fn caller_attributes(headers: &HeaderMap, peer: Option<ConnectInfo<SocketAddr>>)
     attrs
 }
 
+/// Headers that ask for a request's content to be kept out of telemetry (LiteLLM's names).
+pub const REDACTION_HEADERS: &[&str] = &[
+    "x-litellm-enable-message-redaction",
+    "litellm-enable-message-redaction",
+];
+
+/// The redaction a request header asks for; `None` when no header does (the key's or team's
+/// `turn_off_message_logging`, then the global setting, decide instead).
+fn redaction_asked(headers: &HeaderMap) -> Option<traceway::Redaction> {
+    let on = REDACTION_HEADERS.iter().any(|h| {
+        headers
+            .get(*h)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    });
+    on.then_some(traceway::Redaction {
+        input: true,
+        output: true,
+    })
+}
+
 fn request_id(headers: &HeaderMap) -> String {
     headers
         .get(HEADER_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 200)
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+        // A v4 UUID from the thread-local RNG: `Uuid::new_v4` asks the kernel (a getrandom
+        // system call) on every request.
+        .unwrap_or_else(|| {
+            uuid::Builder::from_random_bytes(rand::random())
+                .into_uuid()
+                .to_string()
+        })
 }
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // The happy path parses with plain serde_json: tracking the path costs about half the
+    // request's parse time (BENCHMARKS.md, profile). Only a body that fails is parsed again,
+    // with the path tracked, for the error message; the outcome is the same either way.
+    if let Ok(v) =
+        <T as serde::Deserialize>::deserialize(&mut serde_json::Deserializer::from_slice(bytes))
+    {
+        return Ok(v);
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let inner = e.inner();
@@ -167,6 +206,12 @@ fn metadata_attributes(request: &Request) -> Vec<KeyValue> {
         return Vec::new();
     };
     md.iter()
+        // Identity keys are the proxy's to set: a body cannot forge (or duplicate) them.
+        .filter(|(key, _)| {
+            !key.starts_with("user_api_key")
+                && *key != "requester_ip_address"
+                && *key != "user_agent"
+        })
         .map(|(key, v)| {
             let value = match v {
                 serde_json::Value::String(s) => s.clone(),
@@ -251,6 +296,16 @@ async fn handle(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(HEADER_REQUEST_ID, v);
     }
+    // The model group label comes from the answer (a configured group), never from the
+    // request, so clients cannot grow the label set.
+    let group = response
+        .headers()
+        .get(HEADER_MODEL_GROUP)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    state
+        .metrics
+        .record_request(route.path, response.status().as_u16(), group);
     response
 }
 
@@ -263,14 +318,10 @@ async fn serve(
     route: &Route,
     span: &mut Option<RequestSpan>,
 ) -> Result<Response, ApiError> {
-    auth::authorize(state.config.master_key.as_ref(), headers)?;
+    let caller = auth::authenticate(state, headers).await?;
     let bytes = read_body(body, state.config.max_request_bytes).await?;
-    let request = parse_request(route.operation, &bytes)?;
+    let mut request = parse_request(route.operation, &bytes)?;
     let mut attributes = metadata_attributes(&request);
-    if state.nested_request_span {
-        // In nested mode the request span carries the caller's identity too.
-        attributes.extend(caller_attributes(headers, peer));
-    }
     if let Some(user) = match &request {
         Request::Chat(r) => r.user.as_deref(),
         Request::Completion(r) => r.user.as_deref(),
@@ -281,13 +332,40 @@ async fn serve(
             user.to_owned(),
         ));
     }
+    attributes.extend(caller.span_attributes());
+    // A virtual key's models (403) and limits (429) are checked before the model is resolved.
+    let mut meter = None;
+    if let (Some(keys), Some(info)) = (&state.keys, caller.key()) {
+        let model = request.model().to_owned();
+        let providers = crate::server::provider_models(state, &model);
+        match keys.admit(info, &model, &providers).await {
+            Ok(m) => meter = m,
+            Err(err) => {
+                // Refused before any call: the SERVER span is the only one, so it says who asked.
+                if let Some(s) = span.as_ref() {
+                    attributes.push(KeyValue::new(k::LITELLM_MODEL_GROUP, model));
+                    s.set(attributes);
+                }
+                return Err(err);
+            }
+        }
+    }
+    let strip_usage = meter.is_some() && crate::keys::meter::ask_for_usage(&mut request);
+    if state.nested_request_span {
+        // In nested mode the request span carries where the call came from too.
+        attributes.extend(caller_attributes(headers, peer));
+    }
+    let key_redaction = caller
+        .key()
+        .filter(|k| k.turn_off_message_logging)
+        .map(|_| traceway::Redaction {
+            input: true,
+            output: true,
+        });
     let opts = CallOptions {
         parent: span.as_ref().and_then(|s| s.context().cloned()),
         record_on_parent: !state.nested_request_span,
-        redaction: traceway::Redaction {
-            input: state.config.turn_off_message_logging,
-            output: state.config.turn_off_message_logging,
-        },
+        redaction: redaction_asked(headers).or(key_redaction),
         attributes,
     };
     let routed = state.client.call(request, opts).await?;
@@ -298,8 +376,19 @@ async fn serve(
     if let Ok(v) = HeaderValue::from_str(&routed.info.model_group) {
         out_headers.insert(HEADER_MODEL_GROUP, v);
     }
+    out_headers.insert(
+        HEADER_ATTEMPTED_RETRIES,
+        HeaderValue::from(routed.info.retries),
+    );
+    out_headers.insert(
+        HEADER_ATTEMPTED_FALLBACKS,
+        HeaderValue::from(routed.info.fallbacks),
+    );
     match routed.reply {
         Reply::Full(resp) => {
+            if let Some(m) = &meter {
+                m.record(crate::keys::meter::response_tokens(&resp)).await;
+            }
             let body = match &resp {
                 LlmResponse::Chat(r) => serde_json::to_vec(r),
                 LlmResponse::Completion(r) => serde_json::to_vec(r),
@@ -324,7 +413,13 @@ async fn serve(
             );
             out_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             let span = span.take().unwrap_or_else(RequestSpan::disabled);
-            let body = Body::from_stream(sse_body(chunks, span));
+            let body = match meter {
+                Some(m) => Body::from_stream(sse_body(
+                    crate::keys::meter::Metered::new(chunks, m, strip_usage),
+                    span,
+                )),
+                None => Body::from_stream(sse_body(chunks, span)),
+            };
             Ok((StatusCode::OK, out_headers, body).into_response())
         }
     }
@@ -344,16 +439,19 @@ fn encode_chunk(chunk: &Chunk) -> Bytes {
 
 /// The SSE body: one `data:` event per chunk, `data: [DONE]` at the end, an error event if the
 /// upstream fails mid-stream. The request span ends when the body finishes or is dropped.
-fn sse_body(
-    chunks: traceway::ChunkStream,
+fn sse_body<S>(
+    chunks: S,
     span: RequestSpan,
-) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
-    struct State {
-        chunks: Option<traceway::ChunkStream>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send
+where
+    S: futures_util::Stream<Item = Result<Chunk, Error>> + Send + Unpin + 'static,
+{
+    struct State<S> {
+        chunks: Option<S>,
         span: Option<RequestSpan>,
         done: bool,
     }
-    impl Drop for State {
+    impl<S> Drop for State<S> {
         fn drop(&mut self) {
             // The client went away before the end. The chunk stream goes first so that what it
             // records lands on the request span before that span ends (once).

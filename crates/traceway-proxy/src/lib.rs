@@ -6,5 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod handlers;
+pub mod keys;
 pub mod request_span;
 pub mod server;
+pub mod ui;

@@ -94,20 +94,43 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .map(|d| d.model_name.clone())
         .collect();
     let app = App::build(config, args.otel)?;
+    // The key database and Redis are opened before listening: a bad URL stops start-up here.
+    app.connect().await?;
+    if let Some(keys) = &app.state.keys {
+        let db = keys.database();
+        let shared = if keys.has_redis() {
+            "rate limits and key invalidation shared through Redis"
+        } else {
+            "no Redis: rate limits are per instance"
+        };
+        tracing::info!("virtual keys in {}; {shared}", db.describe());
+        if *db == traceway_proxy::config::key_store::Database::InMemory {
+            tracing::warn!(
+                "virtual keys are kept in memory and lost at exit: set DATABASE_URL (or general_settings.database_url) to keep them"
+            );
+        }
+    }
     let addr = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let tracing_mode = match &app.telemetry {
+        // Only the web UI's trace buffer records (no callback, or OTEL_EXPORTER=none).
+        Some(t) if t.exporter() == traceway_otel::config::ExporterKind::None => {
+            "tracing to the web UI only".to_owned()
+        }
         Some(t) => format!("tracing on ({:?} exporter)", t.exporter()),
         None => "tracing off".to_owned(),
     };
+    let local = listener.local_addr()?;
     tracing::info!(
-        "Traceway {} listening on http://{} — config {source}, models [{}], {tracing_mode}",
+        "Traceway {} listening on http://{local} — config {source}, models [{}], {tracing_mode}",
         env!("CARGO_PKG_VERSION"),
-        listener.local_addr()?,
         models.join(", ")
     );
+    if app.state.config.ui.enabled {
+        tracing::info!("web UI on http://{local}/ui");
+    }
     let router = app.router();
     traceway_proxy::server::serve(listener, router, traceway_proxy::server::shutdown_signal())
         .await?;

@@ -24,6 +24,14 @@ pub struct AppState {
     pub nested_request_span: bool,
     /// Unix seconds when the proxy started (`created` of `/v1/models`).
     pub started: i64,
+    /// Virtual keys and the management API; present when a master key is set.
+    pub keys: Option<Arc<crate::keys::Keys>>,
+    /// The web page's recent traces (`None` when the page is off or keeps none).
+    pub ui_traces: Option<Arc<crate::ui::traces::TraceBuffer>>,
+    /// GenAI client metrics and request counts, for `/metrics` (and OTLP when configured).
+    pub metrics: traceway_otel::metrics::Metrics,
+    /// The span pipeline, for its counters on `/metrics`.
+    pub telemetry: Option<traceway_otel::exporter::Telemetry>,
 }
 
 /// The proxy's routes over `state`.
@@ -40,6 +48,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health/liveliness", get(liveliness))
         .route("/health/liveness", get(liveliness))
         .route("/health/readiness", get(readiness))
+        .route("/metrics", get(metrics))
+        .merge(crate::keys::routes::routes())
+        .merge(crate::ui::routes(state.config.ui.enabled))
         .fallback(not_found)
         .with_state(state)
 }
@@ -48,10 +59,17 @@ async fn models(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<axum::Json<ModelList>, ApiError> {
-    auth::authorize(state.config.master_key.as_ref(), &headers)?;
+    let caller = auth::authenticate(&state, &headers).await?;
     let data = state
         .client
         .model_groups()
+        // A restricted key sees only what it may call.
+        .filter(|group| match caller.key() {
+            Some(info) => {
+                crate::keys::access::check(info, group, &provider_models(&state, group)).is_ok()
+            }
+            None => true,
+        })
         .map(|id| Model {
             id: id.to_owned(),
             object: "model".into(),
@@ -65,15 +83,50 @@ async fn models(
     }))
 }
 
+/// The `provider/model` of every deployment of `group`, for wildcard model access.
+pub fn provider_models<'a>(state: &'a AppState, group: &str) -> Vec<&'a str> {
+    state
+        .config
+        .deployments
+        .iter()
+        .filter(|d| d.model_name == group)
+        .map(|d| d.model.as_str())
+        .collect()
+}
+
+/// Prometheus scrape: the GenAI client metrics, request counts and span pipeline counters.
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let body = state.metrics.render(state.telemetry.as_ref());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
 async fn liveliness() -> axum::Json<&'static str> {
     axum::Json("I'm alive!")
 }
 
 async fn readiness(State(state): State<Arc<AppState>>) -> axum::Json<serde_json::Value> {
+    let (db, cache) = match &state.keys {
+        Some(keys) => (
+            if keys.ping().await {
+                "connected"
+            } else {
+                "Not connected"
+            },
+            keys.has_redis().then_some("redis"),
+        ),
+        None => ("Not connected", None),
+    };
     axum::Json(serde_json::json!({
         "status": "healthy",
-        "db": "Not connected",
-        "cache": null,
+        "db": db,
+        "cache": cache,
         "litellm_version": env!("CARGO_PKG_VERSION"),
         "traceway_version": env!("CARGO_PKG_VERSION"),
         "success_callbacks": state.config.callbacks,

@@ -182,7 +182,7 @@ fn bad_configs_stop_start_up_naming_file_path_and_problem() {
         assert!(!err.contains("panicked"), "{err}");
     }
     let good = write_config(
-        "model_list:\n  - model_name: x\n    litellm_params:\n      model: mock/x\n      rpm: 5\n",
+        "model_list:\n  - model_name: x\n    litellm_params:\n      model: mock/x\n      max_parallel_requests: 5\n",
     );
     let out = Command::new(BIN)
         .args(["check-config", "--config", good.0.to_str().unwrap()])
@@ -191,7 +191,7 @@ fn bad_configs_stop_start_up_naming_file_path_and_problem() {
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("OK (1 deployments)") && text.contains("rpm"),
+        text.contains("OK (1 deployments)") && text.contains("max_parallel_requests"),
         "{text}"
     );
 }

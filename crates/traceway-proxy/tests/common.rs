@@ -41,3 +41,94 @@ pub fn sse_events(body: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// The YAML that turns on the `otel` callback.
+pub const OTEL_SETTINGS: &str = "litellm_settings:\n  callbacks: [\"otel\"]\n";
+
+/// A config with one deployment `model_name` of `model` at `api_base`, optional key, and extra
+/// `litellm_params` lines (each `key: value`), plus `tail` YAML appended.
+pub fn provider_config(
+    model_name: &str,
+    model: &str,
+    api_base: &str,
+    api_key: Option<&str>,
+    params: &[&str],
+    tail: &str,
+) -> String {
+    let mut s = format!(
+        "model_list:\n  - model_name: {model_name}\n    litellm_params:\n      model: {model}\n      api_base: {api_base}\n"
+    );
+    if let Some(k) = api_key {
+        s.push_str(&format!("      api_key: {k}\n"));
+    }
+    for p in params {
+        s.push_str(&format!("      {p}\n"));
+    }
+    s.push_str(tail);
+    s
+}
+
+/// Starts a proxy exporting spans over OTLP/HTTP to `receiver`, with `vars` added to its env.
+pub async fn traced_proxy(
+    config: &str,
+    receiver: &traceway_testkit::otlp::OtlpReceiver,
+    vars: &[(&str, &str)],
+) -> RunningProxy {
+    let endpoint = receiver.http_endpoint();
+    let mut all: Vec<(&str, &str)> = vec![
+        ("OTEL_EXPORTER", "otlp_http"),
+        ("OTEL_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+    ];
+    all.extend_from_slice(vars);
+    proxy(config, &all).await
+}
+
+/// Stops the proxy (flushing its spans) and rebuilds their tree, asserting no attribute key is
+/// duplicated and none of `secrets` appears in any span name, attribute or event.
+pub async fn spans_without(
+    p: RunningProxy,
+    receiver: &traceway_testkit::otlp::OtlpReceiver,
+    secrets: &[&str],
+) -> traceway_testkit::span_tree::SpanTree {
+    p.shutdown().await;
+    let spans = receiver.spans();
+    assert!(
+        receiver.duplicate_key_errors().is_empty(),
+        "duplicate attribute keys: {:?}",
+        receiver.duplicate_key_errors()
+    );
+    for s in &spans {
+        let text = format!("{} {:?} {:?}", s.name, s.attributes, s.events);
+        for secret in secrets {
+            assert!(!text.contains(secret), "secret {secret} in span {}", s.name);
+        }
+    }
+    traceway_testkit::span_tree::SpanTree::build(&spans).unwrap()
+}
+
+/// The shape of the tree under `root`, rendered like `SpanTree::render`.
+pub fn shape(
+    tree: &traceway_testkit::span_tree::SpanTree,
+    root: &traceway_testkit::otlp::ReceivedSpan,
+) -> String {
+    fn walk(
+        tree: &traceway_testkit::span_tree::SpanTree,
+        s: &traceway_testkit::otlp::ReceivedSpan,
+        depth: usize,
+        lines: &mut Vec<String>,
+    ) {
+        lines.push(format!(
+            "{}{} [{}]",
+            "  ".repeat(depth),
+            s.name,
+            s.kind.as_str()
+        ));
+        for c in tree.children_of(s) {
+            walk(tree, c, depth + 1, lines);
+        }
+    }
+    let mut lines = Vec::new();
+    walk(tree, root, 0, &mut lines);
+    lines.join("\n")
+}

@@ -290,7 +290,15 @@ async fn error_of(resp: reqwest::Response) -> (u16, Value) {
 #[tokio::test]
 async fn upstream_errors_keep_their_status_message_and_retry_after() {
     let up = OpenAiUpstream::start().await;
-    let p = proxy(&openai_config(&up.api_base(), ""), &[]).await;
+    // Six failures in a row would cool the one deployment down; this test is about each error.
+    let p = proxy(
+        &openai_config(
+            &up.api_base(),
+            "router_settings:\n  disable_cooldowns: true\n",
+        ),
+        &[],
+    )
+    .await;
     let url = format!("{}/v1/chat/completions", p.url());
     up.push(Reply::Json {
         status: 429,

@@ -743,8 +743,10 @@ async fn shutdown_flushes_spans_still_queued() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_otel_callback_nothing_is_traced() {
     let rx = OtlpReceiver::start().await;
+    // The web UI's trace buffer is a span destination of its own (tests/ui.rs); without it,
+    // no span work happens at all.
     let p = traced(
-        "model_list:\n  - model_name: m\n    litellm_params:\n      model: mock/m\n",
+        "model_list:\n  - model_name: m\n    litellm_params:\n      model: mock/m\ngeneral_settings:\n  ui: false\n",
         &rx,
         &[],
     )

@@ -251,6 +251,9 @@ struct Shared {
     exports: Mutex<Vec<ExportTraceServiceRequest>>,
     spans: Mutex<Vec<ReceivedSpan>>,
     duplicate_key_errors: Mutex<Vec<String>>,
+    /// Decoded OTLP metric exports (`POST /v1/metrics`).
+    metrics:
+        Mutex<Vec<opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest>>,
     /// Status to answer instead of success; `None` accepts.
     fail_with: Mutex<Option<StatusCode>>,
     delay: Mutex<Duration>,
@@ -321,6 +324,9 @@ impl OtlpReceiver {
         let http_addr = http_listener.local_addr().expect("OTLP/HTTP address");
         let app = Router::new()
             .route("/v1/traces", post(http_export))
+            .route("/v1/metrics", post(http_metrics))
+            // Langfuse serves OTLP under its API prefix.
+            .route("/api/public/otel/v1/traces", post(http_export))
             // Big batches are legitimate; axum's default 2 MB limit is not the OTLP one.
             .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
             .with_state(Arc::clone(&shared));
@@ -355,6 +361,45 @@ impl OtlpReceiver {
     /// Base URL of the HTTP server, `http://127.0.0.1:PORT` (exporters append `/v1/traces`).
     pub fn http_endpoint(&self) -> String {
         format!("http://{}", self.http_addr)
+    }
+
+    /// Every histogram data point received over OTLP metrics, in arrival order.
+    pub fn histogram_points(&self) -> Vec<ReceivedHistogramPoint> {
+        use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+        let mut out = Vec::new();
+        for req in lock(&self.shared.metrics).iter() {
+            for rm in &req.resource_metrics {
+                for sm in &rm.scope_metrics {
+                    for m in &sm.metrics {
+                        if let Some(Data::Histogram(h)) = &m.data {
+                            for p in &h.data_points {
+                                let attributes = p
+                                    .attributes
+                                    .iter()
+                                    .map(|kv| {
+                                        let v =
+                                            any_value(kv.value.as_ref(), &mut Vec::new(), &m.name);
+                                        (
+                                            kv.key.clone(),
+                                            v.as_str().map(str::to_owned).unwrap_or_default(),
+                                        )
+                                    })
+                                    .collect();
+                                out.push(ReceivedHistogramPoint {
+                                    name: m.name.clone(),
+                                    unit: m.unit.clone(),
+                                    attributes,
+                                    count: p.count,
+                                    sum: p.sum.unwrap_or_default(),
+                                    bounds: p.explicit_bounds.clone(),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// URL of the gRPC server, `http://127.0.0.1:PORT`.
@@ -423,6 +468,7 @@ fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
 
 async fn http_export(
     State(shared): State<Arc<Shared>>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -431,7 +477,7 @@ async fn http_export(
     let content_encoding = headers.get("content-encoding").cloned();
     let mut request = ReceivedRequest {
         transport: Transport::Http,
-        path: "/v1/traces".to_owned(),
+        path: uri.path().to_owned(),
         content_type: content_type.clone(),
         content_encoding: content_encoding.clone(),
         headers,
@@ -466,6 +512,68 @@ async fn http_export(
             ExportTraceServiceResponse::default().encode_to_vec(),
         )
             .into_response()
+    }
+}
+
+/// A histogram data point received over OTLP metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedHistogramPoint {
+    /// Metric name.
+    pub name: String,
+    /// Metric unit.
+    pub unit: String,
+    /// Point attributes as strings.
+    pub attributes: BTreeMap<String, String>,
+    /// Number of recorded values.
+    pub count: u64,
+    /// Sum of recorded values.
+    pub sum: f64,
+    /// Bucket upper bounds.
+    pub bounds: Vec<f64>,
+}
+
+async fn http_metrics(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    let json = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let encoding = headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok());
+    let raw = match inflate(&body, encoding) {
+        Ok(r) => r,
+        Err(s) => return s.into_response(),
+    };
+    let decoded: Result<ExportMetricsServiceRequest, StatusCode> = if json {
+        serde_json::from_slice(&raw).map_err(|_| StatusCode::BAD_REQUEST)
+    } else {
+        ExportMetricsServiceRequest::decode(raw.as_slice()).map_err(|_| StatusCode::BAD_REQUEST)
+    };
+    match decoded {
+        Ok(req) => {
+            lock(&shared.metrics).push(req);
+            StatusCode::OK.into_response()
+        }
+        Err(s) => s.into_response(),
+    }
+}
+
+fn inflate(body: &[u8], encoding: Option<&str>) -> Result<Vec<u8>, StatusCode> {
+    match encoding {
+        None | Some("identity") => Ok(body.to_vec()),
+        Some("gzip") => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(body)
+                .read_to_end(&mut out)
+                .map_err(|_| StatusCode::BAD_REQUEST)?;
+            Ok(out)
+        }
+        Some(_) => Err(StatusCode::UNSUPPORTED_MEDIA_TYPE),
     }
 }
 

@@ -4,6 +4,9 @@
 use crate::deployment::{Deployment, DeploymentConfig, split_provider_model};
 use crate::error::{Error, ErrorKind};
 use crate::provider::{self, Backend, Chunk, Operation, Request, Response, Target, mock};
+use crate::router::{
+    Clock, InFlight, RandomSource, Router, RouterSettings, SystemClock, ThreadRandom,
+};
 use crate::stream::{BoxChunks, ChunkStream, upstream_chunks};
 use crate::telemetry::{AttemptTrace, CallTrace, Redaction, StreamTrace, Tracing};
 use crate::types::{
@@ -16,15 +19,16 @@ use opentelemetry::{Context, KeyValue};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
-use traceway_otel::config::{CaptureContent, OtelConfig};
+use traceway_otel::config::CaptureContent;
 use traceway_otel::env::ProcessEnv;
 use traceway_otel::exporter::Telemetry;
+use traceway_otel::metrics::{Metrics, OperationLabels};
 
 /// How long one attempt may take when neither the request nor the deployment says.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Callback names that turn on OpenTelemetry tracing.
-pub const OTEL_CALLBACKS: &[&str] = &["otel"];
+/// Callback names that turn on OpenTelemetry tracing, each one export destination.
+pub use traceway_otel::destinations::TRACING_CALLBACKS;
 
 fn global_callbacks() -> &'static RwLock<Vec<String>> {
     static CALLBACKS: OnceLock<RwLock<Vec<String>>> = OnceLock::new();
@@ -57,7 +61,7 @@ pub enum BuildError {
         source: Box<Error>,
     },
     /// A callback name is not one this version knows.
-    #[error("unknown callback \"{0}\" (supported: otel)")]
+    #[error("unknown callback \"{0}\" (supported: otel, arize_phoenix, arize, langfuse_otel)")]
     UnknownCallback(String),
     /// The telemetry environment is invalid.
     #[error(transparent)]
@@ -77,6 +81,10 @@ pub struct ClientBuilder {
     tracing: Option<Tracing>,
     direct_models: bool,
     timeout: Duration,
+    router: RouterSettings,
+    metrics: Option<Metrics>,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn RandomSource>,
 }
 
 impl ClientBuilder {
@@ -115,6 +123,30 @@ impl ClientBuilder {
         self
     }
 
+    /// Retries, fallbacks, load balancing and cooldowns.
+    pub fn router(mut self, settings: RouterSettings) -> Self {
+        self.router = settings;
+        self
+    }
+
+    /// The clock cooldowns and usage windows read (tests use a [`crate::router::ManualClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Records the GenAI client metrics of every call.
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The random source deployment choice and backoff jitter use.
+    pub fn random(mut self, random: Arc<dyn RandomSource>) -> Self {
+        self.random = random;
+        self
+    }
+
     /// Builds the client, starting the telemetry pipeline if a callback asks for it.
     pub fn build(self) -> Result<Client, BuildError> {
         install_crypto_provider();
@@ -132,20 +164,23 @@ impl ClientBuilder {
                 .push(Arc::new(dep));
         }
         let mut tracing = self.tracing;
-        for cb in &self.callbacks {
-            if !OTEL_CALLBACKS.contains(&cb.as_str()) {
-                return Err(BuildError::UnknownCallback(cb.clone()));
-            }
-            if tracing.is_none() {
-                let cfg = OtelConfig::from_env(&ProcessEnv)?;
-                tracing = Telemetry::init(&cfg)?.map(|telemetry| Tracing {
+        if let Some(unknown) = self
+            .callbacks
+            .iter()
+            .find(|c| !TRACING_CALLBACKS.contains(&c.as_str()))
+        {
+            return Err(BuildError::UnknownCallback(unknown.clone()));
+        }
+        if tracing.is_none() && !self.callbacks.is_empty() {
+            let destinations =
+                traceway_otel::destinations::destinations(&self.callbacks, &ProcessEnv)?;
+            tracing = Telemetry::init_destinations(&destinations, Vec::new())?.map(|telemetry| {
+                let capture_content = telemetry.config().capture != CaptureContent::NoContent;
+                Tracing {
                     telemetry,
-                    capture_content: matches!(
-                        cfg.capture,
-                        CaptureContent::SpanOnly | CaptureContent::SpanAndEvent
-                    ),
-                });
-            }
+                    capture_content,
+                }
+            });
         }
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(90))
@@ -155,6 +190,9 @@ impl ClientBuilder {
         Ok(Client {
             inner: Arc::new(Inner {
                 groups,
+                direct: Default::default(),
+                metrics: self.metrics,
+                router: Arc::new(Router::new(self.router, self.clock, self.random)),
                 http,
                 tracing,
                 direct_models: self.direct_models,
@@ -176,8 +214,10 @@ pub struct CallOptions {
     pub parent: Option<Context>,
     /// Record request/response attributes on `parent`'s span instead of a `litellm_request` child.
     pub record_on_parent: bool,
-    /// Which content to replace in telemetry.
-    pub redaction: Redaction,
+    /// The caller's decision on which content to replace in telemetry (from a request header,
+    /// or the key's or team's `turn_off_message_logging`); `None` leaves it to the request's
+    /// `mask_input` / `mask_output` metadata and the global setting. The metadata flags win.
+    pub redaction: Option<Redaction>,
     /// Attributes to put on the span that carries the request (caller identity, metadata).
     pub attributes: Vec<KeyValue>,
 }
@@ -193,9 +233,15 @@ pub struct RouteInfo {
     pub provider: &'static str,
     /// The model name sent upstream.
     pub model: String,
+    /// Retries made before the answer.
+    pub retries: u32,
+    /// Fallback groups tried before the answer.
+    pub fallbacks: u32,
 }
 
 /// A call's answer: complete, or a stream still arriving.
+// Moved once per call into the caller: boxing the response would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Reply {
     /// A complete response.
     Full(Response),
@@ -213,6 +259,10 @@ pub struct Routed {
 
 struct Inner {
     groups: BTreeMap<String, Vec<Arc<Deployment>>>,
+    /// Direct `provider/model` deployments, kept so their health outlives one call.
+    direct: std::sync::Mutex<std::collections::HashMap<String, Arc<Deployment>>>,
+    router: Arc<Router>,
+    metrics: Option<Metrics>,
     http: reqwest::Client,
     tracing: Option<Tracing>,
     direct_models: bool,
@@ -245,6 +295,10 @@ impl Client {
             tracing: None,
             direct_models: true,
             timeout: DEFAULT_TIMEOUT,
+            router: RouterSettings::default(),
+            clock: Arc::new(SystemClock),
+            random: Arc::new(ThreadRandom),
+            metrics: None,
         }
     }
 
@@ -324,26 +378,28 @@ impl Client {
         }
     }
 
-    /// Picks the deployment for `model`: a configured group, else (library) a direct `provider/model`.
-    pub fn resolve(&self, model: &str) -> Result<Arc<Deployment>, Error> {
+    /// The deployments of `model`: a configured group, else (library) a direct `provider/model`.
+    pub fn group(&self, model: &str) -> Result<Vec<Arc<Deployment>>, Error> {
         if let Some(group) = self.inner.groups.get(model) {
-            let i = if group.len() > 1 {
-                rand::random_range(0..group.len())
-            } else {
-                0
-            };
-            if let Some(d) = group.get(i) {
-                return Ok(d.clone());
-            }
+            return Ok(group.clone());
         }
         if self.inner.direct_models && model.contains('/') {
             split_provider_model(model)?;
-            let d = Deployment::new(DeploymentConfig {
+            let mut cache = self
+                .inner
+                .direct
+                .lock()
+                .map_err(|_| Error::new(ErrorKind::Internal, "deployment cache poisoned"))?;
+            if let Some(d) = cache.get(model) {
+                return Ok(vec![d.clone()]);
+            }
+            let d = Arc::new(Deployment::new(DeploymentConfig {
                 model_name: model.to_owned(),
                 model: model.to_owned(),
                 ..DeploymentConfig::default()
-            })?;
-            return Ok(Arc::new(d));
+            })?);
+            cache.insert(model.to_owned(), d.clone());
+            return Ok(vec![d]);
         }
         let known: Vec<&str> = self.model_groups().collect();
         Err(Error::new(
@@ -356,9 +412,16 @@ impl Client {
         .with_param(Some("model")))
     }
 
-    /// Any call, with options; the proxy's entry point.
+    /// Any call, with options; the proxy's entry point. Routes through the model group's
+    /// deployments with retries, then through its fallback groups, one CLIENT span per attempt.
     pub async fn call(&self, request: Request, opts: CallOptions) -> Result<Routed, Error> {
-        let trace = self.inner.tracing.as_ref().map(|t| {
+        let team_id = self.inner.metrics.as_ref().and_then(|_| {
+            opts.attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == traceway_otel::keys::METADATA_USER_API_KEY_TEAM_ID)
+                .map(|kv| kv.value.as_str().into_owned())
+        });
+        let mut trace = self.inner.tracing.as_ref().map(|t| {
             CallTrace::start(
                 t,
                 opts.parent.as_ref(),
@@ -367,32 +430,197 @@ impl Client {
                 opts.attributes,
             )
         });
-        let deployment = match self.resolve(request.model()) {
-            Ok(d) => d,
-            Err(e) => {
-                if let Some(t) = trace {
-                    t.record_request(&request, None);
-                    t.record_error(&e);
-                    t.finish();
-                }
-                return Err(e);
-            }
-        };
-        if let Some(t) = &trace {
-            t.record_request(&request, Some(&deployment));
+        if let Some(t) = &mut trace {
+            t.record_request(&request);
         }
-        let info = RouteInfo {
-            model_group: request.model().to_owned(),
-            deployment_id: deployment.id.clone(),
-            provider: deployment.provider(),
-            model: deployment.model.clone(),
-        };
+        let router = &self.inner.router;
+        let plan = CallPlan::of(&request);
         let started = Instant::now();
         let strip_usage = !request.wants_usage_chunk();
-        let (result, attempt) = self.attempt(&deployment, &request, trace.as_ref()).await;
-        match result {
-            Ok(Attempt::Full(resp)) => {
-                if let Some(t) = trace {
+        let primary = request.model().to_owned();
+        let mut group = primary.clone();
+        let mut queue: Option<std::collections::VecDeque<String>> = None;
+        let mut tried: Vec<String> = Vec::new();
+        let (mut attempts, mut retries, mut fallbacks) = (0u32, 0u32, 0u32);
+        let mut last_deployment: Option<Arc<Deployment>> = None;
+        let last_err = 'groups: loop {
+            tried.push(group.clone());
+            let mut group_err = match self.group(&group) {
+                Ok(deployments) => {
+                    let allowed = plan
+                        .num_retries
+                        .or_else(|| deployments.iter().filter_map(|d| d.num_retries).max())
+                        .unwrap_or(router.settings.num_retries);
+                    let mut retry = 0;
+                    loop {
+                        let (deployment, in_flight) = match router.pick(&group, &deployments) {
+                            Ok(p) => p,
+                            Err(e) => break e,
+                        };
+                        attempts += 1;
+                        let attempt_started = router.now();
+                        let forced = plan.mock_testing_fallbacks && fallbacks == 0;
+                        let (result, attempt) = if forced {
+                            let span = trace.as_ref().map(|t| {
+                                t.start_attempt(
+                                    &deployment,
+                                    request.operation(),
+                                    attempts,
+                                    fallbacks,
+                                    None,
+                                )
+                            });
+                            let mut e = Error::new(
+                                ErrorKind::UpstreamServer,
+                                "mock_testing_fallbacks: the primary model group failed on purpose",
+                            )
+                            .with_provider(deployment.provider());
+                            e.status = Some(500);
+                            (Err(e), span)
+                        } else {
+                            self.attempt(&deployment, &request, trace.as_ref(), attempts, fallbacks)
+                                .await
+                        };
+                        match result {
+                            Ok(answer) => {
+                                router.on_success(
+                                    &deployment,
+                                    router.now().saturating_duration_since(attempt_started),
+                                );
+                                let info = RouteInfo {
+                                    model_group: group.clone(),
+                                    deployment_id: deployment.id.clone(),
+                                    provider: deployment.provider(),
+                                    model: deployment.model.clone(),
+                                    retries,
+                                    fallbacks,
+                                };
+                                if let Some(t) = &trace {
+                                    t.record_route(&deployment, retries, fallbacks);
+                                }
+                                let labels = self.inner.metrics.as_ref().map(|_| {
+                                    operation_labels(
+                                        &request,
+                                        Some(&deployment),
+                                        None,
+                                        team_id.clone(),
+                                    )
+                                });
+                                return Ok(self.answer(
+                                    answer,
+                                    info,
+                                    trace,
+                                    attempt,
+                                    in_flight,
+                                    started,
+                                    strip_usage,
+                                    labels,
+                                ));
+                            }
+                            Err(e) => {
+                                router.on_failure(&deployment, &e);
+                                if let Some(a) = attempt {
+                                    a.fail(&e);
+                                }
+                                drop(in_flight);
+                                last_deployment = Some(deployment);
+                                if Router::is_retryable(&e) && retry < allowed {
+                                    retry += 1;
+                                    retries += 1;
+                                    tokio::time::sleep(router.backoff(retry, &e)).await;
+                                    continue;
+                                }
+                                break e;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    if group == primary {
+                        // An unknown model is the caller's mistake: no fallback hides it.
+                        break 'groups e;
+                    }
+                    e
+                }
+            };
+            let queue = queue.get_or_insert_with(|| {
+                router
+                    .fallbacks_for(&primary, &group_err, plan.fallbacks.as_deref())
+                    .into_iter()
+                    .take(router.settings.max_fallbacks)
+                    .collect()
+            });
+            loop {
+                match queue.pop_front() {
+                    Some(next) if tried.contains(&next) => continue,
+                    Some(next) => {
+                        fallbacks += 1;
+                        group = next;
+                        continue 'groups;
+                    }
+                    None => {
+                        if fallbacks > 0 {
+                            group_err.message = format!(
+                                "{} (after {fallbacks} fallback{})",
+                                group_err.message,
+                                if fallbacks == 1 { "" } else { "s" }
+                            );
+                        }
+                        break 'groups group_err;
+                    }
+                }
+            }
+        };
+        if let Some(m) = &self.inner.metrics {
+            let labels = operation_labels(
+                &request,
+                last_deployment.as_deref(),
+                Some(last_err.kind.error_class()),
+                team_id,
+            );
+            m.record_operation(&labels, started.elapsed().as_secs_f64());
+        }
+        if let Some(t) = trace {
+            if let Some(d) = &last_deployment {
+                t.record_route(d, retries, fallbacks);
+            } else {
+                t.record_unrouted(&request);
+            }
+            t.record_error(&last_err);
+            t.finish();
+        }
+        Err(last_err)
+    }
+
+    /// Wraps a successful attempt into the caller's answer, ending or handing on its spans.
+    #[allow(clippy::too_many_arguments)]
+    fn answer(
+        &self,
+        answer: Attempt,
+        info: RouteInfo,
+        trace: Option<CallTrace>,
+        attempt: Option<AttemptTrace>,
+        in_flight: InFlight,
+        started: Instant,
+        strip_usage: bool,
+        labels: Option<OperationLabels>,
+    ) -> Routed {
+        match answer {
+            Attempt::Full(resp) => {
+                if let (Some(m), Some(mut labels)) = (&self.inner.metrics, labels) {
+                    labels.response_model =
+                        Some(response_model(&resp).to_owned()).filter(|m| !m.is_empty());
+                    m.record_operation(&labels, started.elapsed().as_secs_f64());
+                    if let Some((input, output)) = response_usage(&resp) {
+                        m.record_tokens(&labels, input, output);
+                    }
+                }
+                if let Some(tokens) = response_tokens(&resp) {
+                    in_flight
+                        .stats()
+                        .add_tokens(self.inner.router.now(), tokens);
+                }
+                if let Some(mut t) = trace {
                     t.record_response(&resp);
                     if let Some(a) = attempt {
                         a.response_model(response_model(&resp));
@@ -400,30 +628,30 @@ impl Client {
                     }
                     t.finish();
                 }
-                Ok(Routed {
+                Routed {
                     reply: Reply::Full(resp),
                     info,
-                })
+                }
             }
-            Ok(Attempt::Stream(chunks)) => {
+            Attempt::Stream(chunks) => {
                 let st = match (trace, attempt) {
                     (Some(t), Some(a)) => Some(StreamTrace::new(t, a, started)),
                     _ => None,
                 };
-                Ok(Routed {
-                    reply: Reply::Stream(ChunkStream::new(chunks, st, strip_usage)),
+                let router = self.inner.router.clone();
+                let metrics = match (&self.inner.metrics, labels) {
+                    (Some(m), Some(l)) => Some(StreamMetrics::new(m.clone(), l, started)),
+                    _ => None,
+                };
+                let usage = UsageSink {
+                    in_flight,
+                    router,
+                    metrics,
+                };
+                Routed {
+                    reply: Reply::Stream(ChunkStream::new(chunks, st, strip_usage, Some(usage))),
                     info,
-                })
-            }
-            Err(e) => {
-                if let Some(a) = attempt {
-                    a.fail(&e);
                 }
-                if let Some(t) = trace {
-                    t.record_error(&e);
-                    t.finish();
-                }
-                Err(e)
             }
         }
     }
@@ -434,6 +662,8 @@ impl Client {
         deployment: &Deployment,
         request: &Request,
         trace: Option<&CallTrace>,
+        number: u32,
+        fallback_depth: u32,
     ) -> (Result<Attempt, Error>, Option<AttemptTrace>) {
         let op = request.operation();
         let timeout = request_timeout(request)
@@ -441,7 +671,8 @@ impl Client {
             .unwrap_or(self.inner.timeout);
         match &deployment.backend {
             Backend::Mock => {
-                let attempt = trace.map(|t| t.start_attempt(deployment, op, 1, None));
+                let attempt =
+                    trace.map(|t| t.start_attempt(deployment, op, number, fallback_depth, None));
                 let result = mock_attempt(deployment, request, timeout).await;
                 (result, attempt)
             }
@@ -460,7 +691,9 @@ impl Client {
                     Ok(up) => up,
                     Err(e) => return (Err(e), None),
                 };
-                let attempt = trace.map(|t| t.start_attempt(deployment, op, 1, Some(&up.url)));
+                let attempt = trace.map(|t| {
+                    t.start_attempt(deployment, op, number, fallback_depth, Some(&up.url))
+                });
                 let mut builder = self
                     .inner
                     .http
@@ -473,7 +706,10 @@ impl Client {
                     }
                 }
                 let first_byte = if request.is_stream() {
-                    deployment.stream_timeout.unwrap_or(timeout)
+                    deployment
+                        .stream_timeout
+                        .or(self.inner.router.settings.stream_timeout)
+                        .unwrap_or(timeout)
                 } else {
                     timeout
                 };
@@ -491,6 +727,180 @@ impl Client {
                 (result, attempt)
             }
         }
+    }
+}
+
+/// Per-call routing inputs the request body carries (LiteLLM's fields).
+#[derive(Debug, Default)]
+struct CallPlan {
+    num_retries: Option<u32>,
+    fallbacks: Option<Vec<String>>,
+    mock_testing_fallbacks: bool,
+}
+
+impl CallPlan {
+    fn of(request: &Request) -> CallPlan {
+        let extra = request.extra();
+        let fallbacks = extra
+            .get("fallbacks")
+            .and_then(|v| v.as_array())
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| match i {
+                        serde_json::Value::String(s) => Some(s.clone()),
+                        serde_json::Value::Object(o) => {
+                            o.get("model").and_then(|m| m.as_str()).map(str::to_owned)
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            });
+        CallPlan {
+            num_retries: extra
+                .get("num_retries")
+                .and_then(serde_json::Value::as_u64)
+                .map(|n| n.min(100) as u32),
+            fallbacks,
+            mock_testing_fallbacks: extra
+                .get("mock_testing_fallbacks")
+                .and_then(serde_json::Value::as_bool)
+                == Some(true),
+        }
+    }
+}
+
+/// Feeds a stream's usage into its deployment's rpm/tpm window, holds it in flight, and
+/// records the stream's metrics when it ends (or is dropped).
+pub(crate) struct UsageSink {
+    in_flight: InFlight,
+    router: Arc<Router>,
+    metrics: Option<StreamMetrics>,
+}
+
+impl UsageSink {
+    /// Notes one chunk: its usage, and its timing for the chunk metrics.
+    pub(crate) fn on_chunk(&mut self, chunk: &Chunk) {
+        let usage = match chunk {
+            Chunk::Chat(c) => c.usage.as_ref(),
+            Chunk::Completion(c) => c.usage.as_ref(),
+        };
+        if let Some(u) = usage {
+            self.in_flight
+                .stats()
+                .add_tokens(self.router.now(), u.total_tokens);
+        }
+        if let Some(m) = &mut self.metrics {
+            m.on_chunk(chunk, usage.map(|u| (u.prompt_tokens, u.completion_tokens)));
+        }
+    }
+
+    /// Notes that the stream failed part-way.
+    pub(crate) fn fail(&mut self, err: &Error) {
+        if let Some(m) = &mut self.metrics {
+            m.labels.error_type = Some(err.kind.error_class());
+        }
+    }
+}
+
+/// A stream's metrics, recorded once when the stream is done with.
+pub(crate) struct StreamMetrics {
+    metrics: Metrics,
+    labels: OperationLabels,
+    started: Instant,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    chunks: u64,
+    usage: Option<(u64, u64)>,
+}
+
+impl StreamMetrics {
+    fn new(metrics: Metrics, labels: OperationLabels, started: Instant) -> Self {
+        StreamMetrics {
+            metrics,
+            labels,
+            started,
+            first: None,
+            last: None,
+            chunks: 0,
+            usage: None,
+        }
+    }
+
+    fn on_chunk(&mut self, chunk: &Chunk, usage: Option<(u64, u64)>) {
+        let now = Instant::now();
+        self.first.get_or_insert(now);
+        self.last = Some(now);
+        self.chunks += 1;
+        if usage.is_some() {
+            self.usage = usage;
+        }
+        if self.labels.response_model.is_none() {
+            let model = match chunk {
+                Chunk::Chat(c) => &c.model,
+                Chunk::Completion(c) => &c.model,
+            };
+            self.labels.response_model = Some(model.clone()).filter(|m| !m.is_empty());
+        }
+    }
+}
+
+impl Drop for StreamMetrics {
+    fn drop(&mut self) {
+        let m = &self.metrics;
+        m.record_operation(&self.labels, self.started.elapsed().as_secs_f64());
+        if let Some(first) = self.first {
+            m.record_time_to_first_chunk(
+                &self.labels,
+                first.duration_since(self.started).as_secs_f64(),
+            );
+            if let Some(last) = self.last.filter(|_| self.chunks > 1) {
+                let per = last.duration_since(first).as_secs_f64() / (self.chunks - 1) as f64;
+                m.record_time_per_output_chunk(&self.labels, per);
+            }
+        }
+        if let Some((input, output)) = self.usage {
+            m.record_tokens(&self.labels, input, output);
+        }
+    }
+}
+
+/// The metric labels of a call routed to `deployment` (or not routed at all).
+fn operation_labels(
+    request: &Request,
+    deployment: Option<&Deployment>,
+    error_type: Option<&'static str>,
+    team_id: Option<String>,
+) -> OperationLabels {
+    OperationLabels {
+        operation: request.operation().semconv_name(),
+        provider: deployment.map_or("", |d| d.semconv_provider()),
+        request_model: deployment.map_or_else(|| request.model().to_owned(), |d| d.model.clone()),
+        response_model: None,
+        error_type,
+        team_id,
+    }
+}
+
+fn response_usage(r: &Response) -> Option<(u64, u64)> {
+    match r {
+        Response::Chat(r) => r
+            .usage
+            .as_ref()
+            .map(|u| (u.prompt_tokens, u.completion_tokens)),
+        Response::Completion(r) => r
+            .usage
+            .as_ref()
+            .map(|u| (u.prompt_tokens, u.completion_tokens)),
+        Response::Embedding(r) => r.usage.as_ref().map(|u| (u.prompt_tokens, 0)),
+    }
+}
+
+fn response_tokens(r: &Response) -> Option<u64> {
+    match r {
+        Response::Chat(r) => r.usage.as_ref().map(|u| u.total_tokens),
+        Response::Completion(r) => r.usage.as_ref().map(|u| u.total_tokens),
+        Response::Embedding(r) => r.usage.as_ref().map(|u| u.total_tokens),
     }
 }
 

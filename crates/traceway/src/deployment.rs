@@ -2,9 +2,11 @@
 
 use crate::error::{Error, ErrorKind};
 use crate::provider::{self, Backend, KNOWN_PROVIDERS};
+use crate::router::DeploymentStats;
 use crate::types::Extra;
 use sha2::{Digest, Sha256};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A secret string (a provider key) whose `Debug` never shows it.
@@ -30,7 +32,7 @@ impl fmt::Debug for Secret {
 }
 
 /// How a deployment is described by its user (a `model_list` entry, or a library call).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct DeploymentConfig {
     /// The model group (alias) clients ask for.
     pub model_name: String,
@@ -50,10 +52,20 @@ pub struct DeploymentConfig {
     pub params: Extra,
     /// Explicit deployment id (`model_info.id`); derived from the entry when absent.
     pub id: Option<String>,
+    /// Share of traffic under simple-shuffle routing.
+    pub weight: Option<f64>,
+    /// Requests per minute this deployment takes (routing weight and usage-based limit).
+    pub rpm: Option<u64>,
+    /// Tokens per minute this deployment takes (routing weight and usage-based limit).
+    pub tpm: Option<u64>,
+    /// Priority: lower orders are tried first.
+    pub order: Option<u32>,
+    /// Retries of a failed attempt on this deployment's group.
+    pub num_retries: Option<u32>,
 }
 
 /// A deployment ready to serve.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Deployment {
     /// Stable id (`x-litellm-model-id`).
     pub id: String,
@@ -77,6 +89,61 @@ pub struct Deployment {
     pub params: Extra,
     /// The provider that serves it.
     pub backend: Backend,
+    /// Share of traffic under simple-shuffle routing.
+    pub weight: Option<f64>,
+    /// Requests per minute it takes.
+    pub rpm: Option<u64>,
+    /// Tokens per minute it takes.
+    pub tpm: Option<u64>,
+    /// Priority: lower orders are tried first.
+    pub order: Option<u32>,
+    /// Retries of a failed attempt on its group.
+    pub num_retries: Option<u32>,
+    /// Health and usage the router keeps.
+    pub stats: Arc<DeploymentStats>,
+}
+
+/// Whether a `litellm_params` key holds a secret (`aws_secret_access_key`, `vertex_credentials`
+/// …): such values are never printed and never feed the derived deployment id.
+pub fn is_secret_param(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["secret", "key", "token", "password", "credential"]
+        .iter()
+        .any(|s| k.contains(s))
+}
+
+/// Param names only: values may be secrets.
+struct ParamNames<'a>(&'a Extra);
+
+impl fmt::Debug for ParamNames<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+impl fmt::Debug for DeploymentConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeploymentConfig")
+            .field("model_name", &self.model_name)
+            .field("model", &self.model)
+            .field("api_base", &self.api_base)
+            .field("api_key", &self.api_key)
+            .field("params", &ParamNames(&self.params))
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Deployment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Deployment")
+            .field("id", &self.id)
+            .field("model_group", &self.model_group)
+            .field("provider_model", &self.provider_model)
+            .field("api_base", &self.api_base)
+            .field("api_key", &self.api_key)
+            .field("params", &ParamNames(&self.params))
+            .finish_non_exhaustive()
+    }
 }
 
 /// Splits `provider/model`, rejecting an unknown provider with a message listing the known ones.
@@ -143,6 +210,12 @@ impl Deployment {
             mock_response: config.mock_response,
             params: config.params,
             backend,
+            weight: config.weight,
+            rpm: config.rpm,
+            tpm: config.tpm,
+            order: config.order,
+            num_retries: config.num_retries,
+            stats: Arc::new(DeploymentStats::default()),
         })
     }
 
@@ -166,11 +239,12 @@ fn derive_id(group: &str, model: &str, api_base: Option<&str>, params: &Extra) -
     h.update([0]);
     h.update(api_base.unwrap_or("").as_bytes());
     h.update([0]);
-    h.update(
-        serde_json::Value::Object(params.clone())
-            .to_string()
-            .as_bytes(),
-    );
+    let public: Extra = params
+        .iter()
+        .filter(|(k, _)| !is_secret_param(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    h.update(serde_json::Value::Object(public).to_string().as_bytes());
     let digest = h.finalize();
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -212,5 +286,11 @@ mod tests {
         assert_eq!(a.id, Deployment::new(c("http://a")).unwrap().id);
         assert_ne!(a.id, Deployment::new(c("http://b")).unwrap().id);
         assert!(!format!("{a:?}").contains("sk-secret"));
+        let mut c = c("http://a");
+        c.params
+            .insert("aws_secret_access_key".into(), "wJalrXUtnFEMI".into());
+        let with_secret = Deployment::new(c).unwrap();
+        assert!(!format!("{with_secret:?}").contains("wJalrXUtnFEMI"));
+        assert_eq!(with_secret.id, a.id, "secrets never feed the id");
     }
 }

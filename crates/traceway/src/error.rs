@@ -167,6 +167,28 @@ impl Error {
             .unwrap_or_else(|| self.status().to_string())
     }
 
+    /// Whether the upstream refused because the prompt is longer than the model's context.
+    pub fn is_context_window_exceeded(&self) -> bool {
+        let code = self.code.as_deref().unwrap_or_default();
+        let msg = self.message.to_ascii_lowercase();
+        self.kind == ErrorKind::BadRequest
+            && (code == "context_length_exceeded"
+                || msg.contains("context length")
+                || msg.contains("context window")
+                || msg.contains("maximum context"))
+    }
+
+    /// Whether the upstream's content filter refused the request or the answer.
+    pub fn is_content_policy_violation(&self) -> bool {
+        let code = self.code.as_deref().unwrap_or_default();
+        let msg = self.message.to_ascii_lowercase();
+        self.kind == ErrorKind::BadRequest
+            && (code == "content_policy_violation"
+                || code == "content_filter"
+                || msg.contains("content management policy")
+                || msg.contains("content policy"))
+    }
+
     /// The OpenAI error body for this error.
     pub fn to_body(&self) -> ErrorBody {
         ErrorBody {

@@ -16,6 +16,7 @@ pub mod client;
 pub mod deployment;
 pub mod error;
 pub mod provider;
+pub mod router;
 pub mod sse;
 pub mod stream;
 pub mod telemetry;
@@ -27,5 +28,6 @@ pub use client::{
 pub use deployment::{Deployment, DeploymentConfig, Secret};
 pub use error::{Error, ErrorKind};
 pub use provider::{Chunk, Operation, Request, Response};
+pub use router::{RouterSettings, RoutingStrategy};
 pub use stream::ChunkStream;
 pub use telemetry::{Redaction, Tracing};

@@ -151,15 +151,23 @@ pub struct ChunkStream {
     trace: Option<StreamTrace>,
     strip_usage: bool,
     done: bool,
+    /// Holds the deployment in flight until the stream ends and takes its usage.
+    usage: Option<crate::client::UsageSink>,
 }
 
 impl ChunkStream {
-    pub(crate) fn new(inner: BoxChunks, trace: Option<StreamTrace>, strip_usage: bool) -> Self {
+    pub(crate) fn new(
+        inner: BoxChunks,
+        trace: Option<StreamTrace>,
+        strip_usage: bool,
+        usage: Option<crate::client::UsageSink>,
+    ) -> Self {
         ChunkStream {
             inner,
             trace,
             strip_usage,
             done: false,
+            usage,
         }
     }
 }
@@ -178,6 +186,9 @@ impl Stream for ChunkStream {
                 Poll::Ready(Some(Ok(mut chunk))) => {
                     if let Some(t) = this.trace.as_mut() {
                         t.on_chunk(&chunk);
+                    }
+                    if let Some(sink) = this.usage.as_mut() {
+                        sink.on_chunk(&chunk);
                     }
                     if this.strip_usage {
                         match &mut chunk {
@@ -199,6 +210,9 @@ impl Stream for ChunkStream {
                 }
                 Poll::Ready(Some(Err(e))) => {
                     this.done = true;
+                    if let Some(mut sink) = this.usage.take() {
+                        sink.fail(&e);
+                    }
                     if let Some(mut t) = this.trace.take() {
                         t.fail(&e);
                     }
@@ -206,6 +220,7 @@ impl Stream for ChunkStream {
                 }
                 Poll::Ready(None) => {
                     this.done = true;
+                    this.usage = None;
                     if let Some(mut t) = this.trace.take() {
                         t.finish();
                     }

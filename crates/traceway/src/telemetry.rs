@@ -9,6 +9,7 @@ use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{Array, Context, KeyValue, StringValue, Value};
 use std::collections::BTreeMap;
 use std::time::Instant;
+use traceway_otel::config::CaptureContent;
 use traceway_otel::exporter::Telemetry;
 use traceway_otel::keys as k;
 
@@ -22,6 +23,76 @@ pub struct Tracing {
     pub telemetry: Telemetry,
     /// Record content (prompts and completions) at all.
     pub capture_content: bool,
+}
+
+/// Attributes reserved for everything but indexed content (request, response, usage, identity,
+/// HTTP, errors), so that content is what gives way under the span's attribute count limit.
+const RESERVED_ATTRIBUTES: usize = 128;
+
+/// The content of one side of a call, before the span shape decides where it goes.
+#[derive(Default)]
+struct Content {
+    /// OpenLLMetry's indexed keys (`gen_ai.prompt.{i}.*`, `llm.request.functions.{i}.*` …).
+    indexed: Vec<KeyValue>,
+    /// The OTel GenAI JSON keys (`gen_ai.input.messages` …).
+    json: Vec<KeyValue>,
+}
+
+/// How content is laid on spans, from the telemetry settings.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    /// Content as span attributes.
+    spans: bool,
+    /// Content as a `gen_ai.client.inference.operation.details` event.
+    events: bool,
+    /// Strict OTel GenAI naming (`OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental`).
+    semconv_latest: bool,
+    /// Longest attribute value, in characters.
+    value_limit: Option<usize>,
+    /// Indexed content attributes one span may take.
+    content_budget: usize,
+}
+
+impl Shape {
+    fn of(tracing: &Tracing) -> Shape {
+        let cfg = tracing.telemetry.config();
+        let (spans, events) = match cfg.capture {
+            CaptureContent::SpanOnly => (true, false),
+            CaptureContent::EventOnly => (false, true),
+            CaptureContent::SpanAndEvent => (true, true),
+            CaptureContent::NoContent => (true, false),
+        };
+        Shape {
+            spans,
+            events,
+            semconv_latest: cfg.semconv_latest,
+            value_limit: cfg.attribute_value_length_limit,
+            content_budget: cfg
+                .span_attribute_count_limit
+                .saturating_sub(RESERVED_ATTRIBUTES),
+        }
+    }
+}
+
+/// Cuts a string value to `limit` characters, ending it with a marker saying how much was cut.
+fn clip(kv: KeyValue, limit: Option<usize>) -> KeyValue {
+    let Some(limit) = limit else { return kv };
+    let Value::String(s) = &kv.value else {
+        return kv;
+    };
+    let text = s.as_str();
+    let total = text.chars().count();
+    if total <= limit {
+        return kv;
+    }
+    let marker = format!("…[truncated {} chars]", total - limit);
+    let keep = limit.saturating_sub(marker.chars().count());
+    let clipped: String = if keep == 0 {
+        text.chars().take(limit).collect()
+    } else {
+        text.chars().take(keep).chain(marker.chars()).collect()
+    };
+    KeyValue::new(kv.key, clipped)
 }
 
 /// Whether each side of a call's content is replaced in telemetry.
@@ -40,7 +111,13 @@ pub(crate) struct CallTrace {
     /// Whether this call started (and so ends) the carrier span.
     owned: bool,
     tracing: Tracing,
+    /// The caller's redaction decision (header, key or team), if it made one.
+    caller_redaction: Option<Redaction>,
+    /// The decision in force, settled when the request is recorded.
     redaction: Redaction,
+    shape: Shape,
+    /// Content for the `gen_ai.client.inference.operation.details` event, sent at the end.
+    event: Vec<KeyValue>,
 }
 
 fn string_array(items: impl IntoIterator<Item = String>) -> Value {
@@ -64,17 +141,9 @@ impl CallTrace {
         tracing: &Tracing,
         parent: Option<&Context>,
         record_on_parent: bool,
-        redaction: Redaction,
+        caller_redaction: Option<Redaction>,
         attributes: Vec<KeyValue>,
     ) -> CallTrace {
-        let redaction = if tracing.capture_content {
-            redaction
-        } else {
-            Redaction {
-                input: true,
-                output: true,
-            }
-        };
         let (carrier, owned) = match parent {
             Some(p) if record_on_parent && p.span().span_context().is_valid() => (p.clone(), false),
             _ => {
@@ -94,8 +163,70 @@ impl CallTrace {
         CallTrace {
             carrier,
             owned,
+            shape: Shape::of(tracing),
             tracing: tracing.clone(),
-            redaction,
+            caller_redaction,
+            redaction: Redaction::default(),
+            event: Vec::new(),
+        }
+    }
+
+    /// Settles which content is replaced: the request's own `mask_input` / `mask_output`
+    /// metadata first, then the caller's decision (header, key, team), then the global
+    /// setting (`turn_off_message_logging`, `NO_CONTENT`).
+    fn settle_redaction(&mut self, request: &Request) {
+        let md = request.extra().get("metadata").and_then(|m| m.as_object());
+        let flag = |name: &str| md.and_then(|m| m.get(name)).and_then(|v| v.as_bool());
+        let global_off = !self.tracing.capture_content
+            || self.tracing.telemetry.config().capture == CaptureContent::NoContent;
+        self.redaction = match (flag("mask_input"), flag("mask_output")) {
+            (None, None) => match self.caller_redaction {
+                Some(r) => r,
+                None => Redaction {
+                    input: global_off,
+                    output: global_off,
+                },
+            },
+            (input, output) => Redaction {
+                input: input.unwrap_or(false),
+                output: output.unwrap_or(false),
+            },
+        };
+    }
+
+    /// Lays one side's content on the carrier as the span shape says: JSON and (unless strict
+    /// semconv) indexed keys as attributes, within the content budget; JSON into the event.
+    fn lay_content(
+        &mut self,
+        content: Content,
+        budget: usize,
+        truncated_key: &'static str,
+        a: &mut Vec<KeyValue>,
+    ) {
+        let limit = self.shape.value_limit;
+        if self.shape.events {
+            self.event
+                .extend(content.json.iter().cloned().map(|kv| clip(kv, limit)));
+        }
+        if !self.shape.spans {
+            return;
+        }
+        a.extend(content.json.into_iter().map(|kv| clip(kv, limit)));
+        if self.shape.semconv_latest {
+            return;
+        }
+        let total = content.indexed.len();
+        // The most recent messages matter most: when over budget, the earliest give way.
+        let skip = total.saturating_sub(budget);
+        a.extend(
+            content
+                .indexed
+                .into_iter()
+                .skip(skip)
+                .map(|kv| clip(kv, limit)),
+        );
+        if skip > 0 {
+            a.push(KeyValue::new(truncated_key, skip as i64));
         }
     }
 
@@ -104,7 +235,8 @@ impl CallTrace {
     }
 
     /// Records what was asked and where it was routed.
-    pub(crate) fn record_request(&self, request: &Request, deployment: Option<&Deployment>) {
+    pub(crate) fn record_request(&mut self, request: &Request) {
+        self.settle_redaction(request);
         let op = request.operation();
         let mut a = vec![
             KeyValue::new(k::GEN_AI_OPERATION_NAME, op.semconv_name()),
@@ -115,46 +247,75 @@ impl CallTrace {
         if request.is_stream() {
             a.push(KeyValue::new(k::GEN_AI_REQUEST_STREAM, true));
         }
-        if let Some(d) = deployment {
-            a.push(KeyValue::new(k::GEN_AI_SYSTEM, d.semconv_provider()));
-            a.push(KeyValue::new(k::GEN_AI_PROVIDER_NAME, d.semconv_provider()));
-            a.push(KeyValue::new(k::GEN_AI_REQUEST_MODEL, d.model.clone()));
-            a.push(KeyValue::new(
-                k::LITELLM_PROVIDER_MODEL,
-                d.provider_model.clone(),
-            ));
-            a.push(KeyValue::new(k::LITELLM_MODEL_ID, d.id.clone()));
-        } else {
-            a.push(KeyValue::new(
-                k::GEN_AI_REQUEST_MODEL,
-                request.model().to_owned(),
-            ));
-        }
         request_params(request, &mut a);
         if let Some(conv) = conversation_id(request) {
             a.push(KeyValue::new(k::GEN_AI_CONVERSATION_ID, conv));
         }
-        input_content(request, self.redaction.input, &mut a);
+        let mut content = Content::default();
+        input_content(request, self.redaction.input, &mut content);
+        let budget = self.shape.content_budget * 3 / 4;
+        self.lay_content(content, budget, k::TRACEWAY_PROMPT_TRUNCATED, &mut a);
         self.set(a);
     }
 
-    /// Opens the CLIENT span of one upstream attempt.
+    /// Records the deployment that answered (or, on failure, the last one tried) and how many
+    /// retries and fallbacks it took; once per call.
+    pub(crate) fn record_route(&self, d: &Deployment, retries: u32, fallbacks: u32) {
+        let mut a = Vec::with_capacity(7);
+        if !self.shape.semconv_latest {
+            a.push(KeyValue::new(k::GEN_AI_SYSTEM, d.semconv_provider()));
+        }
+        a.extend([
+            KeyValue::new(k::GEN_AI_PROVIDER_NAME, d.semconv_provider()),
+            KeyValue::new(k::GEN_AI_REQUEST_MODEL, d.model.clone()),
+            KeyValue::new(k::LITELLM_PROVIDER_MODEL, d.provider_model.clone()),
+            KeyValue::new(k::LITELLM_MODEL_ID, d.id.clone()),
+            KeyValue::new(k::LITELLM_ATTEMPTED_RETRIES, i64::from(retries)),
+            KeyValue::new(k::LITELLM_ATTEMPTED_FALLBACKS, i64::from(fallbacks)),
+        ]);
+        self.set(a);
+    }
+
+    /// Records the model asked for when no deployment could be tried at all.
+    pub(crate) fn record_unrouted(&self, request: &Request) {
+        self.set(vec![KeyValue::new(
+            k::GEN_AI_REQUEST_MODEL,
+            request.model().to_owned(),
+        )]);
+    }
+
+    /// Opens the CLIENT span of attempt number `attempt` (1-based, across retries and
+    /// fallbacks) on `deployment`, `fallback_depth` groups away from the one asked for.
     pub(crate) fn start_attempt(
         &self,
         deployment: &Deployment,
         op: Operation,
         attempt: u32,
+        fallback_depth: u32,
         url: Option<&str>,
     ) -> AttemptTrace {
         let tracer = self.tracing.telemetry.tracer();
         let mut attrs = vec![
             KeyValue::new(k::GEN_AI_OPERATION_NAME, op.semconv_name()),
-            KeyValue::new(k::GEN_AI_SYSTEM, deployment.semconv_provider()),
             KeyValue::new(k::GEN_AI_PROVIDER_NAME, deployment.semconv_provider()),
             KeyValue::new(k::GEN_AI_REQUEST_MODEL, deployment.model.clone()),
+            KeyValue::new(k::LITELLM_MODEL_GROUP, deployment.model_group.clone()),
             KeyValue::new(k::LITELLM_MODEL_ID, deployment.id.clone()),
             KeyValue::new(k::LITELLM_ATTEMPT, i64::from(attempt)),
+            KeyValue::new(k::LITELLM_FALLBACK_DEPTH, i64::from(fallback_depth)),
         ];
+        if !self.shape.semconv_latest {
+            attrs.push(KeyValue::new(
+                k::GEN_AI_SYSTEM,
+                deployment.semconv_provider(),
+            ));
+        }
+        // Strict GenAI semconv names the model call `{operation} {model}`.
+        let name = if self.shape.semconv_latest {
+            std::borrow::Cow::Owned(format!("{} {}", op.semconv_name(), deployment.model))
+        } else {
+            std::borrow::Cow::Borrowed(k::SPAN_RAW_REQUEST)
+        };
         if let Some(url) = url.and_then(|u| url::Url::parse(u).ok()) {
             attrs.push(KeyValue::new(k::HTTP_REQUEST_METHOD, "POST"));
             attrs.push(KeyValue::new(
@@ -169,7 +330,7 @@ impl CallTrace {
             }
         }
         let span = tracer
-            .span_builder(k::SPAN_RAW_REQUEST)
+            .span_builder(name)
             .with_kind(SpanKind::Client)
             .with_attributes(attrs)
             .start_with_context(tracer, &self.carrier);
@@ -179,7 +340,7 @@ impl CallTrace {
     }
 
     /// Records a complete response.
-    pub(crate) fn record_response(&self, response: &Response) {
+    pub(crate) fn record_response(&mut self, response: &Response) {
         let mut a = Vec::new();
         match response {
             Response::Chat(r) => {
@@ -206,7 +367,10 @@ impl CallTrace {
                         finish_reason: c.finish_reason.clone(),
                     })
                     .collect();
-                output_content(&outputs, self.redaction.output, &mut a);
+                let mut content = Content::default();
+                output_content(&outputs, self.redaction.output, &mut content);
+                let budget = self.shape.content_budget / 4;
+                self.lay_content(content, budget, k::TRACEWAY_COMPLETION_TRUNCATED, &mut a);
             }
             Response::Completion(r) => {
                 response_ids(&r.id, &r.model, &mut a);
@@ -232,7 +396,10 @@ impl CallTrace {
                         finish_reason: c.finish_reason.clone(),
                     })
                     .collect();
-                output_content(&outputs, self.redaction.output, &mut a);
+                let mut content = Content::default();
+                output_content(&outputs, self.redaction.output, &mut content);
+                let budget = self.shape.content_budget / 4;
+                self.lay_content(content, budget, k::TRACEWAY_COMPLETION_TRUNCATED, &mut a);
             }
             Response::Embedding(r) => {
                 if !r.model.is_empty() {
@@ -265,8 +432,14 @@ impl CallTrace {
         }
     }
 
-    /// Ends the carrier span if this call started it.
+    /// Sends the content event (when events are on) and ends the carrier span if this call
+    /// started it.
     pub(crate) fn finish(self) {
+        if !self.event.is_empty() {
+            self.carrier
+                .span()
+                .add_event(k::EVENT_INFERENCE_DETAILS, self.event.clone());
+        }
         if self.owned {
             self.carrier.span().end();
         }
@@ -493,36 +666,36 @@ fn message_text(m: &ChatMessage, redact: bool) -> Option<String> {
     })
 }
 
-fn input_content(request: &Request, redact: bool, a: &mut Vec<KeyValue>) {
+fn input_content(request: &Request, redact: bool, c: &mut Content) {
     match request {
         Request::Chat(r) => {
             let mut input = Vec::new();
             let mut system = Vec::new();
             for (i, m) in r.messages.iter().enumerate() {
                 let text = message_text(m, redact);
-                a.push(KeyValue::new(
+                c.indexed.push(KeyValue::new(
                     format!("{}.{i}.role", k::GEN_AI_PROMPT_PREFIX),
                     m.role.as_str(),
                 ));
                 if let Some(t) = &text {
-                    a.push(KeyValue::new(
+                    c.indexed.push(KeyValue::new(
                         format!("{}.{i}.content", k::GEN_AI_PROMPT_PREFIX),
                         t.clone(),
                     ));
                 }
                 let calls = m.tool_calls.as_deref().unwrap_or_default();
-                for (j, c) in calls.iter().enumerate() {
-                    a.push(KeyValue::new(
+                for (j, call) in calls.iter().enumerate() {
+                    c.indexed.push(KeyValue::new(
                         format!("{}.{i}.tool_calls.{j}.name", k::GEN_AI_PROMPT_PREFIX),
-                        c.function.name.clone(),
+                        call.function.name.clone(),
                     ));
-                    a.push(KeyValue::new(
+                    c.indexed.push(KeyValue::new(
                         format!("{}.{i}.tool_calls.{j}.arguments", k::GEN_AI_PROMPT_PREFIX),
-                        content_text(&c.function.arguments, redact),
+                        content_text(&call.function.arguments, redact),
                     ));
                 }
                 if let Some(id) = &m.tool_call_id {
-                    a.push(KeyValue::new(
+                    c.indexed.push(KeyValue::new(
                         format!("{}.{i}.tool_call_id", k::GEN_AI_PROMPT_PREFIX),
                         id.clone(),
                     ));
@@ -542,27 +715,28 @@ fn input_content(request: &Request, redact: bool, a: &mut Vec<KeyValue>) {
                     }
                 }
             }
-            a.push(KeyValue::new(
+            c.json.push(KeyValue::new(
                 k::GEN_AI_INPUT_MESSAGES,
                 serde_json::Value::Array(input).to_string(),
             ));
             if !system.is_empty() {
-                a.push(KeyValue::new(
+                c.json.push(KeyValue::new(
                     k::GEN_AI_SYSTEM_INSTRUCTIONS,
                     serde_json::Value::Array(system).to_string(),
                 ));
             }
             for (i, t) in r.tools.iter().flatten().enumerate() {
                 let p = k::LLM_REQUEST_FUNCTIONS_PREFIX;
-                a.push(KeyValue::new(
+                c.indexed.push(KeyValue::new(
                     format!("{p}.{i}.name"),
                     t.function.name.clone(),
                 ));
                 if let Some(d) = &t.function.description {
-                    a.push(KeyValue::new(format!("{p}.{i}.description"), d.clone()));
+                    c.indexed
+                        .push(KeyValue::new(format!("{p}.{i}.description"), d.clone()));
                 }
                 if let Some(params) = &t.function.parameters {
-                    a.push(KeyValue::new(
+                    c.indexed.push(KeyValue::new(
                         format!("{p}.{i}.parameters"),
                         params.to_string(),
                     ));
@@ -571,24 +745,25 @@ fn input_content(request: &Request, redact: bool, a: &mut Vec<KeyValue>) {
         }
         Request::Completion(r) => {
             let text = content_text(&r.prompt_text(), redact);
-            a.push(KeyValue::new(
+            c.indexed.push(KeyValue::new(
                 format!("{}.0.role", k::GEN_AI_PROMPT_PREFIX),
                 "user",
             ));
-            a.push(KeyValue::new(
+            c.indexed.push(KeyValue::new(
                 format!("{}.0.content", k::GEN_AI_PROMPT_PREFIX),
                 text.clone(),
             ));
             let input = serde_json::json!([{"role": "user", "parts": [part_json(text)]}]);
-            a.push(KeyValue::new(k::GEN_AI_INPUT_MESSAGES, input.to_string()));
+            c.json
+                .push(KeyValue::new(k::GEN_AI_INPUT_MESSAGES, input.to_string()));
         }
         Request::Embedding(r) => {
             for (i, t) in r.input.texts().iter().enumerate() {
-                a.push(KeyValue::new(
+                c.indexed.push(KeyValue::new(
                     format!("{}.{i}.role", k::GEN_AI_PROMPT_PREFIX),
                     "user",
                 ));
-                a.push(KeyValue::new(
+                c.indexed.push(KeyValue::new(
                     format!("{}.{i}.content", k::GEN_AI_PROMPT_PREFIX),
                     content_text(t, redact),
                 ));
@@ -606,42 +781,48 @@ pub(crate) struct OutputChoice {
     finish_reason: Option<String>,
 }
 
-fn output_content(choices: &[OutputChoice], redact: bool, a: &mut Vec<KeyValue>) {
+fn output_content(choices: &[OutputChoice], redact: bool, out_c: &mut Content) {
     let p = k::GEN_AI_COMPLETION_PREFIX;
     let mut out = Vec::new();
-    for c in choices {
-        let i = c.index;
-        let text = c.text.as_deref().map(|t| content_text(t, redact));
-        a.push(KeyValue::new(format!("{p}.{i}.role"), "assistant"));
+    for ch in choices {
+        let i = ch.index;
+        let text = ch.text.as_deref().map(|t| content_text(t, redact));
+        out_c
+            .indexed
+            .push(KeyValue::new(format!("{p}.{i}.role"), "assistant"));
         if let Some(t) = &text {
-            a.push(KeyValue::new(format!("{p}.{i}.content"), t.clone()));
+            out_c
+                .indexed
+                .push(KeyValue::new(format!("{p}.{i}.content"), t.clone()));
         }
-        if let Some(f) = &c.finish_reason {
-            a.push(KeyValue::new(format!("{p}.{i}.finish_reason"), f.clone()));
+        if let Some(f) = &ch.finish_reason {
+            out_c
+                .indexed
+                .push(KeyValue::new(format!("{p}.{i}.finish_reason"), f.clone()));
         }
-        for (j, call) in c.tool_calls.iter().enumerate() {
-            a.push(KeyValue::new(
+        for (j, call) in ch.tool_calls.iter().enumerate() {
+            out_c.indexed.push(KeyValue::new(
                 format!("{p}.{i}.tool_calls.{j}.id"),
                 call.id.clone(),
             ));
-            a.push(KeyValue::new(
+            out_c.indexed.push(KeyValue::new(
                 format!("{p}.{i}.tool_calls.{j}.name"),
                 call.function.name.clone(),
             ));
-            a.push(KeyValue::new(
+            out_c.indexed.push(KeyValue::new(
                 format!("{p}.{i}.tool_calls.{j}.arguments"),
                 content_text(&call.function.arguments, redact),
             ));
         }
         let mut parts: Vec<serde_json::Value> = text.into_iter().map(part_json).collect();
-        parts.extend(tool_call_parts(&c.tool_calls, redact));
+        parts.extend(tool_call_parts(&ch.tool_calls, redact));
         out.push(serde_json::json!({
             "role": "assistant",
             "parts": parts,
-            "finish_reason": c.finish_reason.clone().unwrap_or_default(),
+            "finish_reason": ch.finish_reason.clone().unwrap_or_default(),
         }));
     }
-    a.push(KeyValue::new(
+    out_c.json.push(KeyValue::new(
         k::GEN_AI_OUTPUT_MESSAGES,
         serde_json::Value::Array(out).to_string(),
     ));
@@ -758,7 +939,7 @@ impl StreamTrace {
         }
     }
 
-    fn record_output(&self, call: &CallTrace) {
+    fn record_output(&self, call: &mut CallTrace) {
         let mut a = Vec::new();
         response_ids(&self.id, &self.model, &mut a);
         let reasons: Vec<String> = self
@@ -777,14 +958,17 @@ impl StreamTrace {
             a.push(KeyValue::new(k::GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, t));
         }
         let choices: Vec<OutputChoice> = self.choices.values().cloned().collect();
-        output_content(&choices, call.redaction.output, &mut a);
+        let mut content = Content::default();
+        output_content(&choices, call.redaction.output, &mut content);
+        let budget = call.shape.content_budget / 4;
+        call.lay_content(content, budget, k::TRACEWAY_COMPLETION_TRUNCATED, &mut a);
         call.set(a);
     }
 
     /// The stream ended normally.
     pub(crate) fn finish(&mut self) {
-        if let (Some(call), Some(attempt)) = (self.call.take(), self.attempt.take()) {
-            self.record_output(&call);
+        if let (Some(mut call), Some(attempt)) = (self.call.take(), self.attempt.take()) {
+            self.record_output(&mut call);
             attempt.response_model(&self.model);
             attempt.succeed();
             call.finish();
@@ -793,8 +977,8 @@ impl StreamTrace {
 
     /// The stream failed part-way.
     pub(crate) fn fail(&mut self, err: &Error) {
-        if let (Some(call), Some(attempt)) = (self.call.take(), self.attempt.take()) {
-            self.record_output(&call);
+        if let (Some(mut call), Some(attempt)) = (self.call.take(), self.attempt.take()) {
+            self.record_output(&mut call);
             attempt.fail(err);
             call.record_error(err);
             call.finish();
@@ -805,8 +989,8 @@ impl StreamTrace {
 impl Drop for StreamTrace {
     fn drop(&mut self) {
         // Dropped before its end: the client went away. Record what was sent and end the spans.
-        if let (Some(call), Some(attempt)) = (self.call.take(), self.attempt.take()) {
-            self.record_output(&call);
+        if let (Some(mut call), Some(attempt)) = (self.call.take(), self.attempt.take()) {
+            self.record_output(&mut call);
             attempt.abandon();
             call.carrier.span().add_event("client_disconnected", vec![]);
             call.finish();

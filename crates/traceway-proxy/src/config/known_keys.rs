@@ -31,16 +31,17 @@ const LITELLM_SETTINGS: &[&str] = &[
     "failure_callback",
     "turn_off_message_logging",
     "request_timeout",
-];
-const LITELLM_SETTINGS_LITELLM: &[&str] = &[
-    "drop_params",
-    "set_verbose",
-    "json_logs",
     "num_retries",
     "fallbacks",
     "context_window_fallbacks",
     "content_policy_fallbacks",
     "default_fallbacks",
+    "allowed_fails",
+];
+const LITELLM_SETTINGS_LITELLM: &[&str] = &[
+    "drop_params",
+    "set_verbose",
+    "json_logs",
     "cache",
     "cache_params",
     "redact_user_api_key_info",
@@ -70,7 +71,6 @@ const LITELLM_SETTINGS_LITELLM: &[&str] = &[
     "default_max_internal_user_budget",
     "max_end_user_budget",
     "return_response_headers",
-    "allowed_fails",
     "disable_copilot_system_to_assistant",
     "turn_off_message_logging_for_callbacks",
     "logging_callback_manager",
@@ -78,9 +78,15 @@ const LITELLM_SETTINGS_LITELLM: &[&str] = &[
     "use_chat_completions_url_for_anthropic_messages",
     "disable_token_counter",
 ];
-const GENERAL_SETTINGS: &[&str] = &["master_key", "max_request_size_mb"];
-const GENERAL_SETTINGS_LITELLM: &[&str] = &[
+const GENERAL_SETTINGS: &[&str] = &[
+    "master_key",
+    "max_request_size_mb",
     "database_url",
+    "user_api_key_cache_ttl",
+    "ui",
+    "ui_trace_buffer_size",
+];
+const GENERAL_SETTINGS_LITELLM: &[&str] = &[
     "database_connection_pool_limit",
     "database_connection_timeout",
     "alerting",
@@ -140,32 +146,34 @@ const GENERAL_SETTINGS_LITELLM: &[&str] = &[
     "otel",
     "routing_strategy",
 ];
-const ROUTER_SETTINGS: &[&str] = &["timeout"];
-const ROUTER_SETTINGS_LITELLM: &[&str] = &[
-    "routing_strategy",
-    "routing_strategy_args",
-    "num_retries",
+const ROUTER_SETTINGS: &[&str] = &[
+    "timeout",
     "stream_timeout",
+    "routing_strategy",
+    "num_retries",
+    "retry_after",
     "fallbacks",
     "context_window_fallbacks",
     "content_policy_fallbacks",
     "default_fallbacks",
     "allowed_fails",
-    "allowed_fails_policy",
     "cooldown_time",
-    "retry_after",
-    "retry_policy",
+    "disable_cooldowns",
+    "max_fallbacks",
     "redis_host",
     "redis_port",
     "redis_password",
     "redis_url",
+];
+const ROUTER_SETTINGS_LITELLM: &[&str] = &[
+    "routing_strategy_args",
+    "allowed_fails_policy",
+    "retry_policy",
     "enable_pre_call_checks",
     "model_group_alias",
     "provider_budget_config",
     "enable_tag_filtering",
-    "disable_cooldowns",
     "cache_responses",
-    "max_fallbacks",
     "optional_pre_call_checks",
     "default_litellm_params",
     "default_max_parallel_requests",

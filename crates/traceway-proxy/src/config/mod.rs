@@ -2,8 +2,11 @@
 //! produce the runtime configuration. Every problem found is reported, not just the first.
 
 mod interpolate;
+pub mod key_store;
 mod known_keys;
 mod raw;
+mod routing;
+pub mod ui;
 
 pub use interpolate::OverlayEnv;
 
@@ -79,18 +82,46 @@ pub struct ProxyConfig {
     pub env: OverlayEnv,
     /// Keys accepted but not acted on yet, one line each.
     pub warnings: Vec<String>,
+    /// Retries, fallbacks, load balancing and cooldowns.
+    pub router: traceway::RouterSettings,
+    /// Virtual keys: their database, cache and Redis.
+    pub key_store: key_store::KeyStoreSettings,
+    /// The web page at `/ui` and its trace buffer.
+    pub ui: ui::UiSettings,
 }
 
 impl ProxyConfig {
     /// Whether a callback turns on OpenTelemetry tracing.
     pub fn otel_enabled(&self) -> bool {
-        self.callbacks
+        !self.tracing_callbacks(false).is_empty()
+    }
+
+    /// The tracing callbacks (`otel`, `arize_phoenix`, `arize`, `langfuse_otel`) in order;
+    /// `force_otel` (the `--otel` flag) adds `otel`.
+    pub fn tracing_callbacks(&self, force_otel: bool) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .callbacks
             .iter()
-            .any(|c| traceway::client::OTEL_CALLBACKS.contains(&c.as_str()))
+            .filter(|c| traceway::client::TRACING_CALLBACKS.contains(&c.as_str()))
+            .cloned()
+            .collect();
+        if force_otel && !names.iter().any(|n| n == "otel") {
+            names.insert(0, "otel".to_owned());
+        }
+        names
     }
 
     /// The configuration a newcomer gets with no `--config`: a `mock` model and console traces.
     pub fn embedded_defaults(env: OverlayEnv) -> ProxyConfig {
+        // No file to report problems against: a bad variable becomes a start-up warning.
+        let mut problems = Vec::new();
+        let master_key = key_store::master_key(None, &env, &mut problems);
+        let key_store = key_store::settings(&Json::Null, &env, &mut problems);
+        let ui = ui::settings(&Json::Null, &env, &mut problems);
+        let warnings = problems
+            .into_iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect();
         ProxyConfig {
             source_name: "<embedded defaults>".to_owned(),
             deployments: vec![DeploymentConfig {
@@ -99,12 +130,15 @@ impl ProxyConfig {
                 ..DeploymentConfig::default()
             }],
             callbacks: vec!["otel".to_owned()],
-            master_key: None,
+            master_key,
             request_timeout: None,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             turn_off_message_logging: false,
             env,
-            warnings: Vec::new(),
+            warnings,
+            router: traceway::RouterSettings::default(),
+            key_store,
+            ui,
         }
     }
 
@@ -219,6 +253,8 @@ impl ProxyConfig {
             }
         }
 
+        let groups: Vec<String> = deployments.iter().map(|d| d.model_name.clone()).collect();
+        let router = routing::router_settings(&json, &groups, &mut problems);
         let ls = raw.litellm_settings.unwrap_or_default();
         let gs = raw.general_settings.unwrap_or_default();
         let rs = raw.router_settings.unwrap_or_default();
@@ -231,7 +267,8 @@ impl ProxyConfig {
             }
         }
         for c in &callbacks {
-            if !traceway::client::OTEL_CALLBACKS.contains(&c.as_str()) {
+            // `prometheus` is served: /metrics is always on.
+            if !traceway::client::TRACING_CALLBACKS.contains(&c.as_str()) && c != "prometheus" {
                 warnings.push(format!(
                     "litellm_settings: callback \"{c}\" is not supported yet and is ignored"
                 ));
@@ -263,14 +300,9 @@ impl ProxyConfig {
             }
             None => DEFAULT_MAX_REQUEST_BYTES,
         };
-        if let Some(k) = &gs.master_key
-            && !k.starts_with("sk-")
-        {
-            problems.push(ConfigProblem {
-                path: "general_settings.master_key".into(),
-                message: "must start with \"sk-\" (as LiteLLM requires)".into(),
-            });
-        }
+        let master_key = key_store::master_key(gs.master_key.clone(), &env, &mut problems);
+        let key_store = key_store::settings(&json, &env, &mut problems);
+        let ui = ui::settings(&json, &env, &mut problems);
         if !problems.is_empty() {
             return Err(fail(problems));
         }
@@ -278,12 +310,15 @@ impl ProxyConfig {
             source_name: source_name.to_owned(),
             deployments,
             callbacks,
-            master_key: gs.master_key.map(Secret::new),
+            master_key,
             request_timeout,
             max_request_bytes,
             turn_off_message_logging: ls.turn_off_message_logging.unwrap_or(false),
             env,
             warnings,
+            router,
+            key_store,
+            ui,
         })
     }
 
@@ -297,15 +332,10 @@ fn positive_secs(s: f64) -> Option<Duration> {
     (s.is_finite() && s > 0.0).then(|| Duration::from_secs_f64(s))
 }
 
-/// `litellm_params` keys that steer routing and are never sent upstream.
+/// `litellm_params` keys LiteLLM's router reads that Traceway does not use yet; never sent upstream.
 const ROUTING_PARAMS: &[&str] = &[
-    "rpm",
-    "tpm",
-    "weight",
-    "order",
     "max_parallel_requests",
     "tags",
-    "num_retries",
     "max_retries",
     "input_cost_per_token",
     "output_cost_per_token",
@@ -364,10 +394,12 @@ fn deployment(
         });
     }
     let mut params = p.extra.clone();
+    let mut routing = DeploymentConfig::default();
+    routing::deployment_routing(&base, &mut params, &mut routing, &mut problems);
     for key in ROUTING_PARAMS {
         if params.remove(*key).is_some() {
             warnings.push(format!(
-                "{base}.litellm_params.{key}: accepted; the router does not use it yet"
+                "{base}.litellm_params.{key}: accepted but not supported yet; it has no effect"
             ));
         }
     }
@@ -397,6 +429,7 @@ fn deployment(
         mock_response: p.mock_response.clone(),
         params,
         id,
+        ..routing
     })
 }
 

@@ -28,6 +28,7 @@ model_list:
       stream_timeout: 5
       temperature: 0.2
       rpm: 60
+      max_parallel_requests: 4
     model_info:
       id: my-deployment
   - model_name: gpt-4o
@@ -42,7 +43,9 @@ general_settings:
   master_key: sk-master
 router_settings:
   timeout: 12
-  routing_strategy: simple-shuffle
+  routing_strategy: least-busy
+  routing_strategy_args: {}
+  num_retries: 2
 environment_variables:
   BASE: http://upstream.local
 "#,
@@ -69,8 +72,8 @@ environment_variables:
     let warnings = c.warnings.join("\n");
     for key in [
         "litellm_settings.drop_params",
-        "router_settings.routing_strategy",
-        "model_list[0].litellm_params.rpm",
+        "router_settings.routing_strategy_args",
+        "model_list[0].litellm_params.max_parallel_requests",
     ] {
         assert!(
             warnings.contains(key),
@@ -111,7 +114,7 @@ general_settings:
     let text = err.to_string();
     let expected = [
         "config.yaml: ",
-        "model_list[0].litellm_params.model: unknown provider \"opena\" in \"opena/gpt-4o\" (known providers: mock, openai)",
+        "model_list[0].litellm_params.model: unknown provider \"opena\" in \"opena/gpt-4o\" (known providers: mock, openai",
         "model_list[1].litellm_params: missing field `model`",
         "model_list[1].litellm_params.api_key: environment variable MISSING_KEY is not set",
         "model_list[2].litellm_params.api_key: environment variable ALSO_MISSING is not set",
@@ -176,4 +179,64 @@ fn a_missing_api_key_falls_back_to_the_providers_env_var() {
         c.deployments[0].api_key.as_ref().unwrap().expose(),
         "sk-from-config-env"
     );
+}
+
+#[test]
+fn router_settings_fallbacks_and_deployment_routing_are_read_and_checked() {
+    let c = parse(
+        r#"
+model_list:
+  - model_name: a
+    litellm_params: {model: mock/a, weight: 3, order: 1, num_retries: 4, tpm: 1000}
+  - model_name: b
+    litellm_params: {model: mock/b}
+router_settings:
+  fallbacks: [{"a": ["b"]}]
+  context_window_fallbacks: [{"a": ["b"]}]
+  default_fallbacks: ["b"]
+  allowed_fails: 1
+  cooldown_time: 30
+  retry_after: 0.25
+litellm_settings:
+  num_retries: 7
+  content_policy_fallbacks: [{"b": ["a"]}]
+"#,
+        &[],
+    )
+    .unwrap();
+    let r = &c.router;
+    assert_eq!(r.fallbacks.get("a"), Some(&vec!["b".to_owned()]));
+    assert_eq!(
+        r.context_window_fallbacks.get("a"),
+        Some(&vec!["b".to_owned()])
+    );
+    assert_eq!(
+        r.content_policy_fallbacks.get("b"),
+        Some(&vec!["a".to_owned()])
+    );
+    assert_eq!(r.default_fallbacks, ["b"]);
+    assert_eq!((r.allowed_fails, r.num_retries), (1, 7));
+    assert_eq!(r.cooldown_time, Duration::from_secs(30));
+    assert_eq!(r.retry_after, Duration::from_millis(250));
+    let d = &c.deployments[0];
+    assert_eq!(
+        (d.weight, d.order, d.num_retries, d.tpm),
+        (Some(3.0), Some(1), Some(4), Some(1000))
+    );
+    assert!(!d.params.contains_key("weight"));
+
+    let err = parse(
+        "model_list:\n  - model_name: a\n    litellm_params: {model: mock/a, rpm: fast}\nrouter_settings:\n  routing_strategy: fastest\n  fallbacks: [{\"a\": [\"ghost\"]}]\n  num_retries: -1\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    for e in [
+        "model_list[0].litellm_params.rpm: must be a whole number",
+        "router_settings.routing_strategy: unknown strategy \"fastest\"",
+        "router_settings.fallbacks.a: \"ghost\" is not a model_name in model_list",
+        "router_settings.num_retries: must be a whole number",
+    ] {
+        assert!(err.contains(e), "missing {e:?} in:\n{err}");
+    }
 }

@@ -1,0 +1,413 @@
+//! Metrics (TELEMETRY.md §7): the OTel GenAI client metrics (v1.41 names and recommended
+//! buckets), exported over OTLP/HTTP with the same settings as spans, and rendered for
+//! Prometheus on the proxy's `/metrics`, with the span pipeline's own counters.
+//!
+//! Labels stay low-cardinality: operation, provider, request and response model, error class
+//! and team — never addresses, keys or prompts.
+
+use crate::config::{Compression, ExporterKind, OtelConfig, TRACES_PATH};
+use crate::exporter::{ExporterError, Telemetry, resource, rustls_config};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Histogram as OtelHistogram, MeterProvider as _};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+/// `gen_ai.client.operation.duration` bucket bounds (s): 0.01 … 81.92, doubling.
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+];
+/// `gen_ai.client.token.usage` bucket bounds: 1, 4, 16 … 67108864.
+pub const TOKEN_BUCKETS: [f64; 14] = [
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
+];
+/// Bucket bounds (s) of the per-chunk stream timings.
+pub const CHUNK_BUCKETS: [f64; 14] = [
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
+];
+
+/// Metric names (OTel GenAI semconv v1.41).
+pub mod names {
+    /// Duration of one client operation.
+    pub const OPERATION_DURATION: &str = "gen_ai.client.operation.duration";
+    /// Tokens used, by `gen_ai.token.type`.
+    pub const TOKEN_USAGE: &str = "gen_ai.client.token.usage";
+    /// Time to the first chunk of a stream.
+    pub const TIME_TO_FIRST_CHUNK: &str = "gen_ai.client.operation.time_to_first_chunk";
+    /// Time between chunks of a stream after the first.
+    pub const TIME_PER_OUTPUT_CHUNK: &str = "gen_ai.client.operation.time_per_output_chunk";
+    /// The token type label.
+    pub const TOKEN_TYPE: &str = "gen_ai.token.type";
+}
+
+/// The low-cardinality labels of one operation.
+#[derive(Debug, Clone, Default)]
+pub struct OperationLabels {
+    /// `chat`, `text_completion`, `embeddings`.
+    pub operation: &'static str,
+    /// `gen_ai.provider.name`.
+    pub provider: &'static str,
+    /// Model asked of the provider.
+    pub request_model: String,
+    /// Model that answered, when known.
+    pub response_model: Option<String>,
+    /// Error class, on failure.
+    pub error_type: Option<&'static str>,
+    /// Team of the caller's key, when known.
+    pub team_id: Option<String>,
+}
+
+impl OperationLabels {
+    fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut v = vec![
+            (
+                crate::keys::GEN_AI_OPERATION_NAME,
+                self.operation.to_owned(),
+            ),
+            (crate::keys::GEN_AI_PROVIDER_NAME, self.provider.to_owned()),
+            (
+                crate::keys::GEN_AI_REQUEST_MODEL,
+                self.request_model.clone(),
+            ),
+        ];
+        if let Some(m) = &self.response_model {
+            v.push((crate::keys::GEN_AI_RESPONSE_MODEL, m.clone()));
+        }
+        if let Some(e) = self.error_type {
+            v.push((crate::keys::ERROR_TYPE, e.to_owned()));
+        }
+        if let Some(t) = &self.team_id {
+            v.push((crate::keys::METADATA_USER_API_KEY_TEAM_ID, t.clone()));
+        }
+        v
+    }
+
+    /// Prometheus label names cannot hold dots.
+    fn prometheus(&self) -> Vec<(String, String)> {
+        self.pairs()
+            .into_iter()
+            .map(|(k, v)| (k.replace('.', "_"), v))
+            .collect()
+    }
+
+    fn otel(&self) -> Vec<KeyValue> {
+        self.pairs()
+            .into_iter()
+            .map(|(k, v)| KeyValue::new(k, v))
+            .collect()
+    }
+}
+
+type Labels = Vec<(String, String)>;
+type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+fn token_histogram() -> Histogram {
+    Histogram::new(TOKEN_BUCKETS)
+}
+fn chunk_histogram() -> Histogram {
+    Histogram::new(CHUNK_BUCKETS)
+}
+
+struct OtlpInstruments {
+    provider: SdkMeterProvider,
+    duration: OtelHistogram<f64>,
+    tokens: OtelHistogram<u64>,
+    first_chunk: OtelHistogram<f64>,
+    per_chunk: OtelHistogram<f64>,
+}
+
+struct Inner {
+    registry: Registry,
+    duration: HistogramFamily,
+    tokens: HistogramFamily,
+    first_chunk: HistogramFamily,
+    per_chunk: HistogramFamily,
+    requests: Family<Labels, Counter>,
+    otlp: Option<OtlpInstruments>,
+}
+
+/// The metrics of one process. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("otlp", &self.inner.otlp.is_some())
+            .finish()
+    }
+}
+
+/// The OTLP/HTTP metrics endpoint for a traces endpoint: `…/v1/traces` becomes `…/v1/metrics`.
+fn metrics_endpoint(cfg: &OtelConfig) -> Option<String> {
+    let url = cfg.endpoint.as_ref()?;
+    let s = url.as_str();
+    Some(match s.strip_suffix(TRACES_PATH) {
+        Some(base) => format!("{base}/v1/metrics"),
+        None => format!("{}/v1/metrics", s.trim_end_matches('/')),
+    })
+}
+
+fn otlp_instruments(cfg: &OtelConfig) -> Result<Option<OtlpInstruments>, ExporterError> {
+    let protocol = match cfg.exporter {
+        ExporterKind::OtlpHttpProtobuf => Protocol::HttpBinary,
+        ExporterKind::OtlpHttpJson => Protocol::HttpJson,
+        // gRPC metrics would need the async-runtime reader; spans cover gRPC users today.
+        _ => return Ok(None),
+    };
+    let Some(endpoint) = metrics_endpoint(cfg) else {
+        return Ok(None);
+    };
+    let headers: HashMap<String, String> = cfg
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.replace('%', "%25")))
+        .collect();
+    let timeout = cfg.timeout;
+    let gzip = cfg.compression == Compression::Gzip;
+    let interval = cfg.metric_export_interval;
+    let tls = rustls_config()?;
+    let res = resource(cfg);
+    // The blocking client must be created (and later dropped) off any async runtime.
+    let build = move || -> Result<SdkMeterProvider, ExporterError> {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .tls_backend_preconfigured(tls)
+            .build()
+            .map_err(|e| ExporterError::Build {
+                what: "OTLP/HTTP metrics",
+                reason: format!("HTTP client: {e}"),
+            })?;
+        let mut builder = opentelemetry_otlp::MetricExporter::builder()
+            .with_http()
+            .with_protocol(protocol)
+            .with_endpoint(endpoint)
+            .with_timeout(timeout)
+            .with_headers(headers)
+            .with_http_client(client);
+        if gzip {
+            builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
+        }
+        let exporter = builder.build().map_err(|e| ExporterError::Build {
+            what: "OTLP/HTTP metrics",
+            reason: e.to_string(),
+        })?;
+        let reader = PeriodicReader::builder(exporter)
+            .with_interval(interval)
+            .build();
+        Ok(SdkMeterProvider::builder()
+            .with_resource(res)
+            .with_reader(reader)
+            .build())
+    };
+    let provider = std::thread::Builder::new()
+        .name("traceway-otel-metrics-setup".to_owned())
+        .spawn(build)
+        .map_err(|e| ExporterError::Thread(format!("starting the metrics exporter setup: {e}")))?
+        .join()
+        .map_err(|_| ExporterError::Thread("the metrics exporter setup panicked".to_owned()))??;
+    let meter = provider.meter("traceway");
+    Ok(Some(OtlpInstruments {
+        duration: meter
+            .f64_histogram(names::OPERATION_DURATION)
+            .with_unit("s")
+            .with_description("GenAI operation duration")
+            .with_boundaries(DURATION_BUCKETS.to_vec())
+            .build(),
+        tokens: meter
+            .u64_histogram(names::TOKEN_USAGE)
+            .with_unit("{token}")
+            .with_description("Number of input and output tokens used")
+            .with_boundaries(TOKEN_BUCKETS.to_vec())
+            .build(),
+        first_chunk: meter
+            .f64_histogram(names::TIME_TO_FIRST_CHUNK)
+            .with_unit("s")
+            .with_description("Time to receive the first chunk of a streamed response")
+            .with_boundaries(CHUNK_BUCKETS.to_vec())
+            .build(),
+        per_chunk: meter
+            .f64_histogram(names::TIME_PER_OUTPUT_CHUNK)
+            .with_unit("s")
+            .with_description("Time between chunks of a streamed response after the first")
+            .with_boundaries(CHUNK_BUCKETS.to_vec())
+            .build(),
+        provider,
+    }))
+}
+
+impl Metrics {
+    /// Metrics for Prometheus, and over OTLP/HTTP too when `otlp` names an OTLP/HTTP destination.
+    pub fn new(otlp: Option<&OtelConfig>) -> Result<Metrics, ExporterError> {
+        let mut registry = Registry::default();
+        let duration: HistogramFamily = Family::new_with_constructor(duration_histogram);
+        let tokens: HistogramFamily = Family::new_with_constructor(token_histogram);
+        let first_chunk: HistogramFamily = Family::new_with_constructor(chunk_histogram);
+        let per_chunk: HistogramFamily = Family::new_with_constructor(chunk_histogram);
+        let requests = Family::<Labels, Counter>::default();
+        registry.register_with_unit(
+            "gen_ai_client_operation_duration",
+            "GenAI operation duration",
+            Unit::Seconds,
+            duration.clone(),
+        );
+        registry.register(
+            "gen_ai_client_token_usage",
+            "Number of input and output tokens used",
+            tokens.clone(),
+        );
+        registry.register_with_unit(
+            "gen_ai_client_operation_time_to_first_chunk",
+            "Time to receive the first chunk of a streamed response",
+            Unit::Seconds,
+            first_chunk.clone(),
+        );
+        registry.register_with_unit(
+            "gen_ai_client_operation_time_per_output_chunk",
+            "Time between chunks of a streamed response after the first",
+            Unit::Seconds,
+            per_chunk.clone(),
+        );
+        registry.register(
+            "traceway_proxy_requests",
+            "Proxy requests by route, status and model group",
+            requests.clone(),
+        );
+        let otlp = match otlp {
+            Some(cfg) if !cfg.sdk_disabled => otlp_instruments(cfg)?,
+            _ => None,
+        };
+        Ok(Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                duration,
+                tokens,
+                first_chunk,
+                per_chunk,
+                requests,
+                otlp,
+            }),
+        })
+    }
+
+    /// Records one operation's duration.
+    pub fn record_operation(&self, labels: &OperationLabels, seconds: f64) {
+        self.inner
+            .duration
+            .get_or_create(&labels.prometheus())
+            .observe(seconds);
+        if let Some(o) = &self.inner.otlp {
+            o.duration.record(seconds, &labels.otel());
+        }
+    }
+
+    /// Records one operation's input and output tokens.
+    pub fn record_tokens(&self, labels: &OperationLabels, input: u64, output: u64) {
+        for (kind, n) in [("input", input), ("output", output)] {
+            let mut p = labels.prometheus();
+            p.push((names::TOKEN_TYPE.replace('.', "_"), kind.to_owned()));
+            self.inner.tokens.get_or_create(&p).observe(n as f64);
+            if let Some(o) = &self.inner.otlp {
+                let mut a = labels.otel();
+                a.push(KeyValue::new(names::TOKEN_TYPE, kind));
+                o.tokens.record(n, &a);
+            }
+        }
+    }
+
+    /// Records a stream's time to first chunk.
+    pub fn record_time_to_first_chunk(&self, labels: &OperationLabels, seconds: f64) {
+        self.inner
+            .first_chunk
+            .get_or_create(&labels.prometheus())
+            .observe(seconds);
+        if let Some(o) = &self.inner.otlp {
+            o.first_chunk.record(seconds, &labels.otel());
+        }
+    }
+
+    /// Records a stream's mean time per chunk after the first.
+    pub fn record_time_per_output_chunk(&self, labels: &OperationLabels, seconds: f64) {
+        self.inner
+            .per_chunk
+            .get_or_create(&labels.prometheus())
+            .observe(seconds);
+        if let Some(o) = &self.inner.otlp {
+            o.per_chunk.record(seconds, &labels.otel());
+        }
+    }
+
+    /// Counts one proxy request.
+    pub fn record_request(&self, route: &str, status: u16, model_group: &str) {
+        let labels = vec![
+            ("route".to_owned(), route.to_owned()),
+            ("status".to_owned(), status.to_string()),
+            ("model_group".to_owned(), model_group.to_owned()),
+        ];
+        self.inner.requests.get_or_create(&labels).inc();
+    }
+
+    /// The Prometheus (OpenMetrics) text of every metric, plus the span pipeline's counters.
+    pub fn render(&self, telemetry: Option<&Telemetry>) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.inner.registry).is_err() {
+            out.clear();
+        }
+        // The span counters live in the pipeline; they go before the closing `# EOF`.
+        let body = out.strip_suffix("# EOF\n").unwrap_or(&out).to_owned();
+        let mut text = body;
+        if let Some(t) = telemetry {
+            for (name, help, value) in [
+                (
+                    crate::exporter::SPANS_DROPPED_METRIC,
+                    "Spans dropped because an export queue was full",
+                    t.spans_dropped(),
+                ),
+                (
+                    crate::exporter::SPANS_EXPORT_FAILED_METRIC,
+                    "Spans lost to failed exports",
+                    t.spans_export_failed(),
+                ),
+                (
+                    "traceway_otel_spans_exported_total",
+                    "Spans exported",
+                    t.spans_exported(),
+                ),
+            ] {
+                let base = name.strip_suffix("_total").unwrap_or(name);
+                let _ = writeln!(
+                    text,
+                    "# HELP {base} {help}.\n# TYPE {base} counter\n{base}_total {value}"
+                );
+            }
+            let _ = writeln!(
+                text,
+                "# HELP traceway_otel_queue_depth Spans queued for export.\n# TYPE traceway_otel_queue_depth gauge\ntraceway_otel_queue_depth {}",
+                t.queue_depth()
+            );
+        }
+        text.push_str("# EOF\n");
+        text
+    }
+
+    /// Flushes and stops the OTLP metrics export.
+    pub fn shutdown(&self) {
+        if let Some(o) = &self.inner.otlp {
+            let _ = o.provider.shutdown();
+        }
+    }
+}

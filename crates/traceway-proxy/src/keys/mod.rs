@@ -1,0 +1,586 @@
+//! Virtual keys: who is calling (the master key, or a stored key with its user, team and
+//! organisation), what they may call (models, rpm/tpm limits), and the management API that
+//! creates them, with LiteLLM's request and response bodies.
+//!
+//! Only the SHA-256 hex of a key is stored; it is also what spans export as
+//! `metadata.user_api_key_hash`, the value LiteLLM exports for the same key. The database is
+//! opened on first use (or eagerly by [`Keys::connect`] at start-up), so assembling the proxy
+//! stays synchronous.
+
+pub mod access;
+mod body;
+pub mod cache;
+pub mod duration;
+pub mod limits;
+pub mod meter;
+pub mod routes;
+pub mod store;
+
+use crate::config::key_store::{Database, KeyStoreSettings};
+use crate::error::ApiError;
+use cache::KeyCache;
+use futures_util::StreamExt;
+use limits::Limiter;
+use opentelemetry::KeyValue;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use store::{Store, StoreError};
+use traceway::{Error, ErrorKind, Secret};
+use traceway_otel::keys as k;
+
+/// The user id LiteLLM reports for calls made with the master key.
+pub const MASTER_USER_ID: &str = "default_user_id";
+/// The `user_role` whose keys may call the whole management API.
+pub const ROLE_PROXY_ADMIN: &str = "proxy_admin";
+/// The `user_role` whose keys may call the management API's reads.
+pub const ROLE_PROXY_ADMIN_VIEWER: &str = "proxy_admin_viewer";
+/// The Redis channel carrying key invalidations between replicas.
+const INVALIDATION_CHANNEL: &str = "traceway:key-invalidations";
+
+/// SHA-256 hex of a key, as LiteLLM's `hash_token`.
+pub fn hash_key(key: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(key.as_bytes());
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+/// A key as a caller names one to the management API: the key itself (`sk-…`), else its hash.
+pub fn token_of(key_or_hash: &str) -> String {
+    if key_or_hash.starts_with("sk-") {
+        hash_key(key_or_hash)
+    } else {
+        key_or_hash.to_owned()
+    }
+}
+
+/// A new key: `sk-` and 32 random letters and digits (about 190 bits, from a CSPRNG).
+pub fn generate_key() -> String {
+    use rand::Rng;
+    let tail: String = rand::rng()
+        .sample_iter(&rand::distr::Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect();
+    format!("sk-{tail}")
+}
+
+/// `sk-...abcd`: enough of a key for a person to recognise it, as LiteLLM's `key_name`.
+pub fn abbreviate(key: &str) -> String {
+    let tail: String = key
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("sk-...{tail}")
+}
+
+/// What the hot path knows about a stored key (with its team), cached for a short TTL.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyInfo {
+    /// SHA-256 hex of the key.
+    pub token: String,
+    /// Its alias.
+    pub key_alias: Option<String>,
+    /// Its user.
+    pub user_id: Option<String>,
+    /// Its user's role.
+    pub user_role: Option<String>,
+    /// Its team.
+    pub team_id: Option<String>,
+    /// Its team's alias.
+    pub team_alias: Option<String>,
+    /// Its organisation (the key's own, else its team's).
+    pub organization_id: Option<String>,
+    /// Models it may call.
+    pub models: Vec<String>,
+    /// Models its team may call.
+    pub team_models: Vec<String>,
+    /// Its requests per minute.
+    pub rpm_limit: Option<i64>,
+    /// Its tokens per minute.
+    pub tpm_limit: Option<i64>,
+    /// Its team's requests per minute.
+    pub team_rpm_limit: Option<i64>,
+    /// Its team's tokens per minute.
+    pub team_tpm_limit: Option<i64>,
+    /// Expiry, Unix ms.
+    pub expires: Option<i64>,
+    /// The key or its team is blocked.
+    pub blocked: bool,
+    /// `turn_off_message_logging` in the key's or team's metadata.
+    pub turn_off_message_logging: bool,
+}
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// No master key is configured: everyone may call the LLM routes.
+    Open,
+    /// The master key (its hash, for spans).
+    Master(Arc<str>),
+    /// A stored virtual key.
+    Key(Arc<KeyInfo>),
+}
+
+impl Caller {
+    /// The stored key, for a virtual-key caller.
+    pub fn key(&self) -> Option<&KeyInfo> {
+        match self {
+            Caller::Key(k) => Some(k),
+            Caller::Open | Caller::Master(_) => None,
+        }
+    }
+
+    /// May call every management route.
+    pub fn is_admin(&self) -> bool {
+        match self {
+            Caller::Master(_) => true,
+            Caller::Key(k) => k.user_role.as_deref() == Some(ROLE_PROXY_ADMIN),
+            Caller::Open => false,
+        }
+    }
+
+    /// May call every management read.
+    pub fn is_admin_reader(&self) -> bool {
+        self.is_admin()
+            || matches!(self, Caller::Key(k) if k.user_role.as_deref() == Some(ROLE_PROXY_ADMIN_VIEWER))
+    }
+
+    /// The user id recorded as `created_by`.
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            Caller::Master(_) => Some(MASTER_USER_ID),
+            Caller::Key(k) => k.user_id.as_deref(),
+            Caller::Open => None,
+        }
+    }
+
+    /// The caller's identity as span attributes (TELEMETRY.md §4): never the key, only its hash.
+    pub fn span_attributes(&self) -> Vec<KeyValue> {
+        let mut attrs = Vec::new();
+        match self {
+            Caller::Open => {}
+            Caller::Master(hash) => {
+                attrs.push(KeyValue::new(
+                    k::METADATA_USER_API_KEY_HASH,
+                    hash.to_string(),
+                ));
+                attrs.push(KeyValue::new(
+                    k::METADATA_USER_API_KEY_USER_ID,
+                    MASTER_USER_ID,
+                ));
+            }
+            Caller::Key(info) => {
+                attrs.push(KeyValue::new(
+                    k::METADATA_USER_API_KEY_HASH,
+                    info.token.clone(),
+                ));
+                for (key, value) in [
+                    (k::METADATA_USER_API_KEY_ALIAS, &info.key_alias),
+                    (k::METADATA_USER_API_KEY_USER_ID, &info.user_id),
+                    (k::METADATA_USER_API_KEY_TEAM_ID, &info.team_id),
+                    (k::METADATA_USER_API_KEY_TEAM_ALIAS, &info.team_alias),
+                    (k::METADATA_USER_API_KEY_ORG_ID, &info.organization_id),
+                ] {
+                    if let Some(v) = value {
+                        attrs.push(KeyValue::new(key, v.clone()));
+                    }
+                }
+            }
+        }
+        attrs
+    }
+}
+
+/// Why the key subsystem could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    /// The database.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Redis (its URL is not repeated: it may hold a password).
+    #[error("cannot reach Redis for shared rate limits and key invalidation: {0}")]
+    Redis(String),
+}
+
+/// What is opened on first use.
+pub(crate) struct Backend {
+    pub(crate) store: Store,
+    redis: Option<redis::aio::ConnectionManager>,
+    pub(crate) limiter: Limiter,
+}
+
+/// The virtual-key subsystem of one proxy instance.
+pub struct Keys {
+    master_hash: Arc<str>,
+    database: Database,
+    redis_url: Option<Secret>,
+    /// Keys looked up recently.
+    pub cache: Arc<KeyCache>,
+    backend: tokio::sync::OnceCell<Backend>,
+    subscriber: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys")
+            .field("database", &self.database.describe())
+            .field("redis", &self.redis_url.is_some())
+            .finish()
+    }
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        if let Some(task) = self
+            .subscriber
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError(Error::new(
+        ErrorKind::Internal,
+        format!("the key store failed: {e}"),
+    ))
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        internal(e)
+    }
+}
+
+impl From<KeysError> for ApiError {
+    fn from(e: KeysError) -> Self {
+        ApiError(Error::new(ErrorKind::Unavailable, e.to_string()))
+    }
+}
+
+impl Keys {
+    /// The subsystem for `master_key` with `settings`; `config_file` places the default SQLite file.
+    pub fn new(
+        master_key: &Secret,
+        settings: &KeyStoreSettings,
+        config_file: Option<&Path>,
+    ) -> Self {
+        Keys {
+            master_hash: hash_key(master_key.expose()).into(),
+            database: settings.database_for(config_file),
+            redis_url: settings.redis_url.clone(),
+            cache: Arc::new(KeyCache::new(settings.cache_ttl)),
+            backend: tokio::sync::OnceCell::new(),
+            subscriber: Mutex::new(None),
+        }
+    }
+
+    /// Which database, safe to log.
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// Whether Redis shares limits and invalidations.
+    pub fn has_redis(&self) -> bool {
+        self.redis_url.is_some()
+    }
+
+    /// The master key as a caller.
+    pub fn master(&self) -> Caller {
+        Caller::Master(self.master_hash.clone())
+    }
+
+    /// Opens the database (migrating it) and Redis, once; later calls return the same.
+    pub(crate) async fn connect(&self) -> Result<&Backend, KeysError> {
+        self.backend.get_or_try_init(|| self.open()).await
+    }
+
+    async fn open(&self) -> Result<Backend, KeysError> {
+        let store = Store::open(&self.database).await?;
+        let (redis, limiter) = match &self.redis_url {
+            None => (None, Limiter::local()),
+            Some(url) => {
+                let client = redis::Client::open(url.expose())
+                    .map_err(|_| KeysError::Redis("the Redis URL is not valid".into()))?;
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(Duration::from_secs(2)))
+                    .set_number_of_retries(2);
+                let conn = client
+                    .get_connection_manager_with_config(config)
+                    .await
+                    .map_err(|e| KeysError::Redis(e.to_string()))?;
+                // Subscribed before start-up finishes, so no invalidation is missed from then on.
+                let mut pubsub = client
+                    .get_async_pubsub()
+                    .await
+                    .map_err(|e| KeysError::Redis(e.to_string()))?;
+                pubsub
+                    .subscribe(INVALIDATION_CHANNEL)
+                    .await
+                    .map_err(|e| KeysError::Redis(e.to_string()))?;
+                let task = tokio::spawn(listen(client, pubsub, self.cache.clone()));
+                if let Some(old) = self
+                    .subscriber
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .replace(task)
+                {
+                    old.abort();
+                }
+                (Some(conn.clone()), Limiter::Redis(conn))
+            }
+        };
+        Ok(Backend {
+            store,
+            redis,
+            limiter,
+        })
+    }
+
+    /// The store, opened on first use.
+    pub(crate) async fn store(&self) -> Result<&Store, ApiError> {
+        Ok(&self.connect().await?.store)
+    }
+
+    /// Whether the database answers (for `/health/readiness`).
+    pub async fn ping(&self) -> bool {
+        match self.backend.get() {
+            Some(b) => b.store.ping().await,
+            None => self.connect().await.is_ok(),
+        }
+    }
+
+    /// The stored key a caller presented: 401 when unknown, expired or blocked. The key itself
+    /// is never repeated in a message.
+    pub async fn authenticate(&self, presented: &str) -> Result<Arc<KeyInfo>, ApiError> {
+        let token = hash_key(presented);
+        let info = match self.cache.get(&token) {
+            Some(info) => info,
+            None => {
+                let generation = self.cache.generation();
+                let Some(info) = self.store().await?.resolve(&token).await? else {
+                    return Err(ApiError::unauthorized(
+                        "the API key given is not valid for this proxy",
+                    ));
+                };
+                let info = Arc::new(info);
+                self.cache.insert(generation, info.clone());
+                info
+            }
+        };
+        if let Some(expires) = info.expires
+            && expires <= duration::now_ms()
+        {
+            return Err(ApiError::unauthorized(format!(
+                "the API key given expired at {}",
+                duration::iso8601(expires)
+            )));
+        }
+        if info.blocked {
+            return Err(ApiError::unauthorized(
+                "the API key given is blocked (it or its team was blocked)",
+            ));
+        }
+        Ok(info)
+    }
+
+    /// Forgets cached keys here and on every replica: the one `token`, or all of them.
+    pub(crate) async fn invalidate(&self, token: Option<&str>) {
+        match token {
+            Some(t) => self.cache.remove(t),
+            None => self.cache.clear(),
+        }
+        let Some(Some(mut conn)) = self.backend.get().map(|b| b.redis.clone()) else {
+            return;
+        };
+        let message = match token {
+            Some(t) => format!("key:{t}"),
+            None => "all".to_owned(),
+        };
+        let sent: Result<i64, _> = redis::cmd("PUBLISH")
+            .arg(INVALIDATION_CHANNEL)
+            .arg(message)
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(
+                "key invalidation not sent to other replicas (they notice within the cache TTL): {e}"
+            );
+        }
+    }
+
+    /// Checks a virtual key may make this call: its models and its team's (403, before any
+    /// "unknown model"), then its and its team's rpm/tpm limits (429 with `retry-after`).
+    /// Returns what meters the call's tokens, when a tpm limit needs them.
+    pub async fn admit(
+        self: &Arc<Self>,
+        info: &KeyInfo,
+        model: &str,
+        provider_models: &[&str],
+    ) -> Result<Option<Meter>, ApiError> {
+        if let Err(denied) = access::check(info, model, provider_models) {
+            return Err(model_denied(info, model, denied));
+        }
+        let limiter = &self.connect().await?.limiter;
+        let mut scopes = Vec::new();
+        if let Err(e) = limiter
+            .admit(&info.token, info.rpm_limit, info.tpm_limit)
+            .await
+        {
+            return Err(rate_limited("this key", &e));
+        }
+        if info.tpm_limit.is_some() {
+            scopes.push(info.token.clone());
+        }
+        if let Some(team) = &info.team_id {
+            let scope = format!("team:{team}");
+            if let Err(e) = limiter
+                .admit(&scope, info.team_rpm_limit, info.team_tpm_limit)
+                .await
+            {
+                return Err(rate_limited(&format!("team {team}"), &e));
+            }
+            if info.team_tpm_limit.is_some() {
+                scopes.push(scope);
+            }
+        }
+        Ok((!scopes.is_empty()).then(|| Meter {
+            keys: self.clone(),
+            scopes,
+        }))
+    }
+}
+
+/// Follows invalidations from the other replicas; after a dropped connection (when messages may
+/// have been missed) it forgets every cached key and subscribes again.
+async fn listen(client: redis::Client, first: redis::aio::PubSub, cache: Arc<KeyCache>) {
+    let mut pubsub = Some(first);
+    loop {
+        if let Some(ps) = pubsub.take() {
+            let mut messages = ps.into_on_message();
+            while let Some(msg) = messages.next().await {
+                let Ok(payload) = msg.get_payload::<String>() else {
+                    continue;
+                };
+                match payload.strip_prefix("key:") {
+                    Some(token) => cache.remove(token),
+                    None => cache.clear(),
+                }
+            }
+            tracing::warn!("lost the Redis key-invalidation subscription; reconnecting");
+        }
+        cache.clear();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        match client.get_async_pubsub().await {
+            Ok(mut ps) => match ps.subscribe(INVALIDATION_CHANNEL).await {
+                Ok(()) => {
+                    cache.clear();
+                    pubsub = Some(ps);
+                }
+                Err(e) => tracing::warn!("cannot subscribe to key invalidations: {e}"),
+            },
+            Err(e) => tracing::warn!("cannot reach Redis for key invalidations: {e}"),
+        }
+    }
+}
+
+/// The OpenAI `type` of a model refusal, LiteLLM's names. It travels in [`Error::code`] because
+/// a `traceway::Error` takes its `type` from its kind; `ApiError` moves it back into `type`.
+pub const KEY_MODEL_ACCESS_DENIED: &str = "key_model_access_denied";
+/// See [`KEY_MODEL_ACCESS_DENIED`].
+pub const TEAM_MODEL_ACCESS_DENIED: &str = "team_model_access_denied";
+
+fn model_denied(info: &KeyInfo, model: &str, denied: access::Denied) -> ApiError {
+    let (code, message) = match denied {
+        access::Denied::Key => (
+            KEY_MODEL_ACCESS_DENIED,
+            format!(
+                "key not allowed to access model. This key can only access models={:?}. Tried to access {model}",
+                info.models
+            ),
+        ),
+        access::Denied::Team => (
+            TEAM_MODEL_ACCESS_DENIED,
+            format!(
+                "team not allowed to access model. Team={} can only access models={:?}. Tried to access {model}",
+                info.team_id.as_deref().unwrap_or_default(),
+                info.team_models
+            ),
+        ),
+    };
+    let mut e = Error::new(ErrorKind::PermissionDenied, message).with_param(Some("model"));
+    e.code = Some(code.to_owned());
+    ApiError(e)
+}
+
+fn rate_limited(whose: &str, e: &limits::Exceeded) -> ApiError {
+    let secs = e.retry_after.as_secs_f64().ceil().max(1.0);
+    let mut err = Error::new(
+        ErrorKind::RateLimited,
+        format!(
+            "rate limit reached for {whose}: {} is {} per minute; retry in {secs} s",
+            e.limit_name, e.limit
+        ),
+    );
+    err.retry_after = Some(e.retry_after.max(Duration::from_secs(1)));
+    ApiError(err)
+}
+
+/// Counts a call's tokens against the tpm limits that admitted it.
+pub struct Meter {
+    keys: Arc<Keys>,
+    scopes: Vec<String>,
+}
+
+impl Meter {
+    /// Adds `tokens` to this minute's usage.
+    pub async fn record(&self, tokens: u64) {
+        if let Some(b) = self.keys.backend.get() {
+            for s in &self.scopes {
+                b.limiter.add_tokens(s, tokens).await;
+            }
+        }
+    }
+
+    /// Adds `tokens` in the background (from a stream that is ending, which cannot wait).
+    pub fn record_later(self, tokens: u64) {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { self.record(tokens).await });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_hash_as_litellm_and_never_repeat_themselves() {
+        // hashlib.sha256(b"sk-1234").hexdigest()
+        assert_eq!(
+            hash_key("sk-1234"),
+            "88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b"
+        );
+        assert_eq!(token_of("sk-1234"), hash_key("sk-1234"));
+        assert_eq!(token_of("88dc28d0"), "88dc28d0");
+        let k = generate_key();
+        assert!(k.starts_with("sk-") && k.len() == 35, "{k}");
+        assert_ne!(k, generate_key());
+        assert_eq!(abbreviate("sk-abcdefgh"), "sk-...efgh");
+    }
+}

@@ -1,0 +1,924 @@
+//! The key database: keys (by hash), users, teams, team members and organisations, in SQLite or
+//! PostgreSQL through sqlx's `Any` driver with runtime queries. Every statement is written once
+//! for both (`$n` placeholders, which SQLite reads too); the schema is in `migrations/`.
+
+use super::KeyInfo;
+use crate::config::key_store::Database;
+use serde_json::{Map, Value};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::{AnyPool, Row, SqlSafeStr};
+use std::time::Duration;
+
+/// A JSON object column.
+pub type JsonMap = Map<String, Value>;
+
+/// Why the key database failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened (its URL is not repeated: it may hold a password).
+    #[error("cannot open the key database ({what}): {source}")]
+    Open {
+        /// Which database, safe to show.
+        what: String,
+        /// Why.
+        source: sqlx::Error,
+    },
+    /// The schema could not be brought up to date.
+    #[error("cannot migrate the key database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A unique column already holds the value (`key_alias`, an id).
+    #[error("{0} already exists")]
+    Duplicate(&'static str),
+    /// A query failed.
+    #[error("key database error: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+/// The migrations, embedded so the binary carries its schema.
+#[derive(Debug)]
+struct Embedded;
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> futures_util::future::BoxFuture<'s, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
+        Box::pin(async {
+            Ok(vec![Migration::new(
+                1,
+                "virtual keys".into(),
+                MigrationType::Simple,
+                include_str!("../../migrations/0001_virtual_keys.sql").into_sql_str(),
+                false,
+            )])
+        })
+    }
+}
+
+/// A stored virtual key.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyRow {
+    /// SHA-256 hex of the key.
+    pub token: String,
+    /// Abbreviated key (`sk-...abcd`), for people to recognise it.
+    pub key_name: Option<String>,
+    /// Unique, user-chosen name.
+    pub key_alias: Option<String>,
+    /// Owning user.
+    pub user_id: Option<String>,
+    /// Owning team.
+    pub team_id: Option<String>,
+    /// Owning organisation.
+    pub organization_id: Option<String>,
+    /// Models (or patterns) it may call; empty means all.
+    pub models: Vec<String>,
+    /// Free-form metadata (`turn_off_message_logging` is read from here).
+    pub metadata: JsonMap,
+    /// Expiry, Unix ms.
+    pub expires: Option<i64>,
+    /// Requests per minute.
+    pub rpm_limit: Option<i64>,
+    /// Tokens per minute.
+    pub tpm_limit: Option<i64>,
+    /// Budget in USD (stored, not enforced yet).
+    pub max_budget: Option<f64>,
+    /// Spend in USD (not tracked yet).
+    pub spend: f64,
+    /// Refused on every call.
+    pub blocked: bool,
+    /// Accepted LiteLLM fields not acted on yet.
+    pub extra: JsonMap,
+    /// Who created it (`default_user_id` for the master key, else the admin's user id).
+    pub created_by: Option<String>,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub updated_at: i64,
+}
+
+/// A stored team.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TeamRow {
+    /// Id.
+    pub team_id: String,
+    /// Display name (not unique).
+    pub team_alias: Option<String>,
+    /// Owning organisation.
+    pub organization_id: Option<String>,
+    /// Models its keys may call; empty means all.
+    pub models: Vec<String>,
+    /// Free-form metadata.
+    pub metadata: JsonMap,
+    /// Requests per minute across its keys.
+    pub rpm_limit: Option<i64>,
+    /// Tokens per minute across its keys.
+    pub tpm_limit: Option<i64>,
+    /// Budget in USD (stored, not enforced yet).
+    pub max_budget: Option<f64>,
+    /// Spend in USD (not tracked yet).
+    pub spend: f64,
+    /// Its keys are refused.
+    pub blocked: bool,
+    /// Accepted LiteLLM fields not acted on yet.
+    pub extra: JsonMap,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub updated_at: i64,
+}
+
+/// A stored user.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserRow {
+    /// Id.
+    pub user_id: String,
+    /// Email.
+    pub user_email: Option<String>,
+    /// Display name.
+    pub user_alias: Option<String>,
+    /// LiteLLM role (`proxy_admin`, `internal_user` …).
+    pub user_role: Option<String>,
+    /// Models (stored; keys carry their own).
+    pub models: Vec<String>,
+    /// Free-form metadata.
+    pub metadata: JsonMap,
+    /// Budget in USD (stored, not enforced yet).
+    pub max_budget: Option<f64>,
+    /// Spend in USD (not tracked yet).
+    pub spend: f64,
+    /// Accepted LiteLLM fields not acted on yet.
+    pub extra: JsonMap,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub updated_at: i64,
+}
+
+/// A stored organisation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OrgRow {
+    /// Id.
+    pub organization_id: String,
+    /// Display name (not unique).
+    pub organization_alias: Option<String>,
+    /// Models (stored).
+    pub models: Vec<String>,
+    /// Free-form metadata.
+    pub metadata: JsonMap,
+    /// Budget in USD (stored, not enforced yet).
+    pub max_budget: Option<f64>,
+    /// Spend in USD (not tracked yet).
+    pub spend: f64,
+    /// Accepted LiteLLM fields not acted on yet.
+    pub extra: JsonMap,
+    /// Who created it.
+    pub created_by: Option<String>,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub updated_at: i64,
+}
+
+/// One member of a team.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    /// The user.
+    pub user_id: String,
+    /// `admin` or `user`.
+    pub role: String,
+    /// The user's email, when known.
+    pub user_email: Option<String>,
+}
+
+/// Filters of `/key/list`.
+#[derive(Debug, Clone, Default)]
+pub struct KeyFilter {
+    /// Only this user's keys.
+    pub user_id: Option<String>,
+    /// Only this team's keys.
+    pub team_id: Option<String>,
+    /// Only the key with this alias.
+    pub key_alias: Option<String>,
+    /// Only this organisation's keys.
+    pub organization_id: Option<String>,
+}
+
+fn text(v: &impl serde::Serialize) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
+}
+
+fn list(s: Option<String>) -> Vec<String> {
+    s.and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default()
+}
+
+fn map(s: Option<String>) -> JsonMap {
+    s.and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default()
+}
+
+fn unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// Whether a unique violation is on `key_alias` (PostgreSQL names the index, SQLite the column)
+/// rather than on the key itself.
+fn on_alias(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.constraint().is_some_and(|c| c.contains("alias")) || d.message().contains("alias")
+        }
+        _ => false,
+    }
+}
+
+macro_rules! key_columns {
+    () => {
+        "token, key_name, key_alias, user_id, team_id, organization_id, models, metadata, expires, \
+         rpm_limit, tpm_limit, max_budget, spend, blocked, extra, created_by, created_at, updated_at"
+    };
+}
+macro_rules! team_columns {
+    () => {
+        "team_id, team_alias, organization_id, models, metadata, rpm_limit, tpm_limit, max_budget, \
+         spend, blocked, extra, created_at, updated_at"
+    };
+}
+macro_rules! user_columns {
+    () => {
+        "user_id, user_email, user_alias, user_role, models, metadata, max_budget, spend, extra, \
+         created_at, updated_at"
+    };
+}
+macro_rules! org_columns {
+    () => {
+        "organization_id, organization_alias, models, metadata, max_budget, spend, extra, \
+         created_by, created_at, updated_at"
+    };
+}
+
+fn key_row(r: &AnyRow) -> Result<KeyRow, sqlx::Error> {
+    Ok(KeyRow {
+        token: r.try_get("token")?,
+        key_name: r.try_get("key_name")?,
+        key_alias: r.try_get("key_alias")?,
+        user_id: r.try_get("user_id")?,
+        team_id: r.try_get("team_id")?,
+        organization_id: r.try_get("organization_id")?,
+        models: list(r.try_get("models")?),
+        metadata: map(r.try_get("metadata")?),
+        expires: r.try_get("expires")?,
+        rpm_limit: r.try_get("rpm_limit")?,
+        tpm_limit: r.try_get("tpm_limit")?,
+        max_budget: r.try_get("max_budget")?,
+        spend: r.try_get("spend")?,
+        blocked: r.try_get::<i64, _>("blocked")? != 0,
+        extra: map(r.try_get("extra")?),
+        created_by: r.try_get("created_by")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn team_row(r: &AnyRow) -> Result<TeamRow, sqlx::Error> {
+    Ok(TeamRow {
+        team_id: r.try_get("team_id")?,
+        team_alias: r.try_get("team_alias")?,
+        organization_id: r.try_get("organization_id")?,
+        models: list(r.try_get("models")?),
+        metadata: map(r.try_get("metadata")?),
+        rpm_limit: r.try_get("rpm_limit")?,
+        tpm_limit: r.try_get("tpm_limit")?,
+        max_budget: r.try_get("max_budget")?,
+        spend: r.try_get("spend")?,
+        blocked: r.try_get::<i64, _>("blocked")? != 0,
+        extra: map(r.try_get("extra")?),
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn user_row(r: &AnyRow) -> Result<UserRow, sqlx::Error> {
+    Ok(UserRow {
+        user_id: r.try_get("user_id")?,
+        user_email: r.try_get("user_email")?,
+        user_alias: r.try_get("user_alias")?,
+        user_role: r.try_get("user_role")?,
+        models: list(r.try_get("models")?),
+        metadata: map(r.try_get("metadata")?),
+        max_budget: r.try_get("max_budget")?,
+        spend: r.try_get("spend")?,
+        extra: map(r.try_get("extra")?),
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn org_row(r: &AnyRow) -> Result<OrgRow, sqlx::Error> {
+    Ok(OrgRow {
+        organization_id: r.try_get("organization_id")?,
+        organization_alias: r.try_get("organization_alias")?,
+        models: list(r.try_get("models")?),
+        metadata: map(r.try_get("metadata")?),
+        max_budget: r.try_get("max_budget")?,
+        spend: r.try_get("spend")?,
+        extra: map(r.try_get("extra")?),
+        created_by: r.try_get("created_by")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+/// The key database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+/// `sqlite:` URLs create their file unless told otherwise, as a newcomer expects.
+fn sqlite_url(url: &str) -> String {
+    if url.contains(":memory:") || url.contains("mode=") {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}mode=rwc")
+}
+
+impl Store {
+    /// Opens (creating when needed) and migrates the database.
+    pub async fn open(db: &Database) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let what = db.describe();
+        let open_err = |source| StoreError::Open {
+            what: what.clone(),
+            source,
+        };
+        let (url, memory, postgres) = match db {
+            Database::Url(u) => {
+                let u = u.expose();
+                if u.starts_with("sqlite:") {
+                    (sqlite_url(u), u.contains(":memory:"), false)
+                } else {
+                    (u.to_owned(), false, true)
+                }
+            }
+            Database::SqliteFile(p) => (format!("sqlite://{}?mode=rwc", p.display()), false, false),
+            Database::InMemory => ("sqlite::memory:".to_owned(), true, false),
+        };
+        let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        let options = if memory {
+            // Each connection to `:memory:` is its own database: keep exactly one, forever.
+            options
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else if postgres {
+            options.max_connections(10)
+        } else {
+            // WAL lets readers work while a management call writes.
+            options.max_connections(4).after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+        };
+        let pool = options.connect(&url).await.map_err(open_err)?;
+        Migrator::new(Embedded).await?.run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    // ---- keys ----
+
+    /// Stores a new key; a taken `key_alias` is [`StoreError::Duplicate`].
+    pub async fn insert_key(&self, k: &KeyRow) -> Result<(), StoreError> {
+        sqlx::query(concat!(
+            "INSERT INTO traceway_keys (",
+            key_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+        ))
+        .bind(&k.token)
+        .bind(&k.key_name)
+        .bind(&k.key_alias)
+        .bind(&k.user_id)
+        .bind(&k.team_id)
+        .bind(&k.organization_id)
+        .bind(text(&k.models))
+        .bind(text(&k.metadata))
+        .bind(k.expires)
+        .bind(k.rpm_limit)
+        .bind(k.tpm_limit)
+        .bind(k.max_budget)
+        .bind(k.spend)
+        .bind(i64::from(k.blocked))
+        .bind(text(&k.extra))
+        .bind(&k.created_by)
+        .bind(k.created_at)
+        .bind(k.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if unique_violation(&e) {
+                StoreError::Duplicate(if on_alias(&e) { "key_alias" } else { "key" })
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Rewrites a key's every column but its token and creation.
+    pub async fn update_key(&self, k: &KeyRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE traceway_keys SET key_alias = $2, user_id = $3, team_id = $4, \
+             organization_id = $5, models = $6, metadata = $7, expires = $8, rpm_limit = $9, \
+             tpm_limit = $10, max_budget = $11, spend = $12, blocked = $13, extra = $14, \
+             updated_at = $15 WHERE token = $1",
+        )
+        .bind(&k.token)
+        .bind(&k.key_alias)
+        .bind(&k.user_id)
+        .bind(&k.team_id)
+        .bind(&k.organization_id)
+        .bind(text(&k.models))
+        .bind(text(&k.metadata))
+        .bind(k.expires)
+        .bind(k.rpm_limit)
+        .bind(k.tpm_limit)
+        .bind(k.max_budget)
+        .bind(k.spend)
+        .bind(i64::from(k.blocked))
+        .bind(text(&k.extra))
+        .bind(k.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if unique_violation(&e) {
+                StoreError::Duplicate("key_alias")
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    /// A key by its hash.
+    pub async fn key(&self, token: &str) -> Result<Option<KeyRow>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM traceway_keys WHERE token = $1"
+        ))
+        .bind(token)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(key_row).transpose()?)
+    }
+
+    /// The hash of the key with this alias.
+    pub async fn token_for_alias(&self, alias: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT token FROM traceway_keys WHERE key_alias = $1")
+                .bind(alias)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Deletes these keys (by hash) in one transaction; returns how many existed.
+    pub async fn delete_keys(&self, tokens: &[String]) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut n = 0;
+        for t in tokens {
+            n += sqlx::query("DELETE FROM traceway_keys WHERE token = $1")
+                .bind(t)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// One page of keys (oldest first) and how many match in all.
+    pub async fn list_keys(
+        &self,
+        f: &KeyFilter,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<KeyRow>, i64), StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM traceway_keys WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR team_id = $2) \
+             AND ($3 IS NULL OR key_alias = $3) AND ($4 IS NULL OR organization_id = $4) \
+             ORDER BY created_at, token LIMIT $5 OFFSET $6"
+        ))
+        .bind(&f.user_id)
+        .bind(&f.team_id)
+        .bind(&f.key_alias)
+        .bind(&f.organization_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM traceway_keys WHERE ($1 IS NULL OR user_id = $1) \
+             AND ($2 IS NULL OR team_id = $2) AND ($3 IS NULL OR key_alias = $3) \
+             AND ($4 IS NULL OR organization_id = $4)",
+        )
+        .bind(&f.user_id)
+        .bind(&f.team_id)
+        .bind(&f.key_alias)
+        .bind(&f.organization_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let keys = rows.iter().map(key_row).collect::<Result<_, _>>()?;
+        Ok((keys, total))
+    }
+
+    /// What the hot path needs to know about a key: the key with its team and its user's role.
+    pub async fn resolve(&self, token: &str) -> Result<Option<KeyInfo>, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT k.token, k.key_alias, k.user_id, k.team_id, k.organization_id, k.models, \
+             k.metadata, k.expires, k.rpm_limit, k.tpm_limit, k.blocked, t.team_alias, \
+             t.organization_id AS team_organization_id, t.models AS team_models, \
+             t.metadata AS team_metadata, t.rpm_limit AS team_rpm_limit, \
+             t.tpm_limit AS team_tpm_limit, t.blocked AS team_blocked, u.user_role \
+             FROM traceway_keys k \
+             LEFT JOIN traceway_teams t ON t.team_id = k.team_id \
+             LEFT JOIN traceway_users u ON u.user_id = k.user_id \
+             WHERE k.token = $1",
+        )
+        .bind(token)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let r = &row;
+        let metadata = map(r.try_get("metadata")?);
+        let team_metadata = map(r.try_get("team_metadata")?);
+        let team_org: Option<String> = r.try_get("team_organization_id")?;
+        let flag = |m: &JsonMap| {
+            m.get("turn_off_message_logging")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        };
+        Ok(Some(KeyInfo {
+            token: r.try_get("token")?,
+            key_alias: r.try_get("key_alias")?,
+            user_id: r.try_get("user_id")?,
+            user_role: r.try_get("user_role")?,
+            team_id: r.try_get("team_id")?,
+            team_alias: r.try_get("team_alias")?,
+            organization_id: r
+                .try_get::<Option<String>, _>("organization_id")?
+                .or(team_org),
+            models: list(r.try_get("models")?),
+            team_models: list(r.try_get("team_models")?),
+            rpm_limit: r.try_get("rpm_limit")?,
+            tpm_limit: r.try_get("tpm_limit")?,
+            team_rpm_limit: r.try_get("team_rpm_limit")?,
+            team_tpm_limit: r.try_get("team_tpm_limit")?,
+            expires: r.try_get("expires")?,
+            blocked: r.try_get::<i64, _>("blocked")? != 0
+                || r.try_get::<Option<i64>, _>("team_blocked")?.unwrap_or(0) != 0,
+            turn_off_message_logging: flag(&metadata) || flag(&team_metadata),
+        }))
+    }
+
+    // ---- teams ----
+
+    /// Stores a new team; a taken id is [`StoreError::Duplicate`].
+    pub async fn insert_team(&self, t: &TeamRow) -> Result<(), StoreError> {
+        sqlx::query(concat!(
+            "INSERT INTO traceway_teams (",
+            team_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ))
+        .bind(&t.team_id)
+        .bind(&t.team_alias)
+        .bind(&t.organization_id)
+        .bind(text(&t.models))
+        .bind(text(&t.metadata))
+        .bind(t.rpm_limit)
+        .bind(t.tpm_limit)
+        .bind(t.max_budget)
+        .bind(t.spend)
+        .bind(i64::from(t.blocked))
+        .bind(text(&t.extra))
+        .bind(t.created_at)
+        .bind(t.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if unique_violation(&e) {
+                StoreError::Duplicate("team_id")
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Rewrites a team's every column but its id and creation.
+    pub async fn update_team(&self, t: &TeamRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE traceway_teams SET team_alias = $2, organization_id = $3, models = $4, \
+             metadata = $5, rpm_limit = $6, tpm_limit = $7, max_budget = $8, spend = $9, \
+             blocked = $10, extra = $11, updated_at = $12 WHERE team_id = $1",
+        )
+        .bind(&t.team_id)
+        .bind(&t.team_alias)
+        .bind(&t.organization_id)
+        .bind(text(&t.models))
+        .bind(text(&t.metadata))
+        .bind(t.rpm_limit)
+        .bind(t.tpm_limit)
+        .bind(t.max_budget)
+        .bind(t.spend)
+        .bind(i64::from(t.blocked))
+        .bind(text(&t.extra))
+        .bind(t.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A team by id.
+    pub async fn team(&self, team_id: &str) -> Result<Option<TeamRow>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            team_columns!(),
+            " FROM traceway_teams WHERE team_id = $1"
+        ))
+        .bind(team_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(team_row).transpose()?)
+    }
+
+    /// Every team, oldest first (of one organisation, when given).
+    pub async fn teams(&self, organization_id: Option<&str>) -> Result<Vec<TeamRow>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            team_columns!(),
+            " FROM traceway_teams WHERE ($1 IS NULL OR organization_id = $1) ORDER BY created_at, team_id"
+        ))
+        .bind(organization_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(team_row).collect::<Result<_, _>>()?)
+    }
+
+    /// The teams `user_id` is a member of.
+    pub async fn teams_of_user(&self, user_id: &str) -> Result<Vec<TeamRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT t.team_id, t.team_alias, t.organization_id, t.models, t.metadata, t.rpm_limit, \
+             t.tpm_limit, t.max_budget, t.spend, t.blocked, t.extra, t.created_at, t.updated_at \
+             FROM traceway_teams t JOIN traceway_team_members m ON m.team_id = t.team_id \
+             WHERE m.user_id = $1 ORDER BY t.created_at, t.team_id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(team_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes teams with their memberships and their keys; returns the deleted keys' hashes.
+    pub async fn delete_teams(&self, team_ids: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut tokens = Vec::new();
+        for id in team_ids {
+            let mut t: Vec<String> =
+                sqlx::query_scalar("SELECT token FROM traceway_keys WHERE team_id = $1")
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            tokens.append(&mut t);
+            for sql in [
+                "DELETE FROM traceway_keys WHERE team_id = $1",
+                "DELETE FROM traceway_team_members WHERE team_id = $1",
+                "DELETE FROM traceway_teams WHERE team_id = $1",
+            ] {
+                sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(tokens)
+    }
+
+    /// Adds (or re-roles) a member.
+    pub async fn upsert_member(
+        &self,
+        team_id: &str,
+        user_id: &str,
+        role: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO traceway_team_members (team_id, user_id, role, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role",
+        )
+        .bind(team_id)
+        .bind(user_id)
+        .bind(role)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes one member; returns whether it was one.
+    pub async fn delete_member(&self, team_id: &str, user_id: &str) -> Result<bool, StoreError> {
+        let n =
+            sqlx::query("DELETE FROM traceway_team_members WHERE team_id = $1 AND user_id = $2")
+                .bind(team_id)
+                .bind(user_id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Removes every member of a team.
+    pub async fn clear_members(&self, team_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM traceway_team_members WHERE team_id = $1")
+            .bind(team_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A team's members, in the order they joined.
+    pub async fn members(&self, team_id: &str) -> Result<Vec<Member>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.user_id, m.role, u.user_email FROM traceway_team_members m \
+             LEFT JOIN traceway_users u ON u.user_id = m.user_id \
+             WHERE m.team_id = $1 ORDER BY m.created_at, m.user_id",
+        )
+        .bind(team_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Member {
+                    user_id: r.try_get("user_id")?,
+                    role: r.try_get("role")?,
+                    user_email: r.try_get("user_email")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Whether `user_id` is a member of `team_id`.
+    pub async fn is_member(&self, team_id: &str, user_id: &str) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM traceway_team_members WHERE team_id = $1 AND user_id = $2",
+        )
+        .bind(team_id)
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+
+    // ---- users ----
+
+    /// A user by id.
+    pub async fn user(&self, user_id: &str) -> Result<Option<UserRow>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM traceway_users WHERE user_id = $1"
+        ))
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(user_row).transpose()?)
+    }
+
+    /// The first user with this email.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM traceway_users WHERE user_email = $1 ORDER BY created_at, user_id"
+        ))
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(user_row).transpose()?)
+    }
+
+    /// Stores a new user; an existing id is left as it is (concurrent creators both succeed).
+    pub async fn insert_user(&self, u: &UserRow) -> Result<(), StoreError> {
+        sqlx::query(concat!(
+            "INSERT INTO traceway_users (",
+            user_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (user_id) DO NOTHING"
+        ))
+        .bind(&u.user_id)
+        .bind(&u.user_email)
+        .bind(&u.user_alias)
+        .bind(&u.user_role)
+        .bind(text(&u.models))
+        .bind(text(&u.metadata))
+        .bind(u.max_budget)
+        .bind(u.spend)
+        .bind(text(&u.extra))
+        .bind(u.created_at)
+        .bind(u.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Rewrites a user's every column but its id and creation.
+    pub async fn update_user(&self, u: &UserRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE traceway_users SET user_email = $2, user_alias = $3, user_role = $4, \
+             models = $5, metadata = $6, max_budget = $7, spend = $8, extra = $9, updated_at = $10 \
+             WHERE user_id = $1",
+        )
+        .bind(&u.user_id)
+        .bind(&u.user_email)
+        .bind(&u.user_alias)
+        .bind(&u.user_role)
+        .bind(text(&u.models))
+        .bind(text(&u.metadata))
+        .bind(u.max_budget)
+        .bind(u.spend)
+        .bind(text(&u.extra))
+        .bind(u.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // ---- organisations ----
+
+    /// Stores a new organisation; a taken id is [`StoreError::Duplicate`].
+    pub async fn insert_org(&self, o: &OrgRow) -> Result<(), StoreError> {
+        sqlx::query(concat!(
+            "INSERT INTO traceway_organizations (",
+            org_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .bind(&o.organization_id)
+        .bind(&o.organization_alias)
+        .bind(text(&o.models))
+        .bind(text(&o.metadata))
+        .bind(o.max_budget)
+        .bind(o.spend)
+        .bind(text(&o.extra))
+        .bind(&o.created_by)
+        .bind(o.created_at)
+        .bind(o.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if unique_violation(&e) {
+                StoreError::Duplicate("organization_id")
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    /// An organisation by id.
+    pub async fn org(&self, organization_id: &str) -> Result<Option<OrgRow>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            org_columns!(),
+            " FROM traceway_organizations WHERE organization_id = $1"
+        ))
+        .bind(organization_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(org_row).transpose()?)
+    }
+
+    /// Every organisation, oldest first.
+    pub async fn orgs(&self) -> Result<Vec<OrgRow>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            org_columns!(),
+            " FROM traceway_organizations ORDER BY created_at, organization_id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(org_row).collect::<Result<_, _>>()?)
+    }
+}

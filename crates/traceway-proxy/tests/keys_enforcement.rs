@@ -1,0 +1,335 @@
+//! End-to-end: what a virtual key may do on the LLM routes — expiry, deletion, model lists
+//! (exact, wildcard, `all-proxy-models`, team lists), rpm/tpm limits — on SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod keys_common;
+
+use keys_common::{
+    Api, Db, MASTER, MOCK_MODELS, clear_of_minute_boundary, config, database, error, mock_proxy,
+    proxy,
+};
+use serde_json::{Value, json};
+use std::time::Duration;
+use traceway_testkit::openai_upstream::OpenAiUpstream;
+
+on_both_databases!(
+    expired_deleted_blocked_and_unknown_keys_are_401,
+    keys_arrive_in_every_header_litellm_reads,
+    a_model_outside_the_keys_list_is_403_before_unknown_model,
+    team_model_lists_apply_to_their_keys,
+    wildcards_and_all_proxy_models,
+    models_lists_only_what_the_key_may_call,
+    rpm_limits_answer_429_with_retry_after,
+    tpm_limits_count_tokens_of_full_and_streamed_answers,
+    streams_stay_lean_under_a_key,
+);
+
+async fn expired_deleted_blocked_and_unknown_keys_are_401(db: Db) {
+    let db = database(db).await;
+    let p = mock_proxy(&db).await;
+    let admin = Api::new(&p.url(), MASTER);
+    let short = admin.key(json!({"duration": "1s"})).await;
+    assert_eq!(admin.as_key(&short).chat("m").await.0, 200);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let e = error(&admin.as_key(&short).chat("m").await, 401).clone();
+    assert!(e["message"].as_str().unwrap().contains("expired"), "{e}");
+    assert_eq!(e["type"], "authentication_error");
+
+    let gone = admin.key(json!({})).await;
+    assert_eq!(admin.as_key(&gone).chat("m").await.0, 200, "cached now");
+    admin.post("/key/delete", json!({"keys": [gone]})).await;
+    error(&admin.as_key(&gone).chat("m").await, 401);
+
+    let blocked = admin.key(json!({"blocked": true})).await;
+    error(&admin.as_key(&blocked).chat("m").await, 401);
+    let unblock = admin.key(json!({})).await;
+    admin
+        .post("/key/update", json!({"key": unblock, "blocked": true}))
+        .await;
+    error(&admin.as_key(&unblock).chat("m").await, 401);
+
+    for bad in ["sk-never-issued", "not-even-sk", &format!("{short}x")] {
+        let a = admin.as_key(bad).chat("m").await;
+        assert!(!error(&a, 401).to_string().contains(bad), "{bad} repeated");
+    }
+    error(&Api::new(&p.url(), "").chat("m").await, 401);
+    assert_eq!(
+        admin.chat("m").await.0,
+        200,
+        "the master key calls everything"
+    );
+}
+
+async fn keys_arrive_in_every_header_litellm_reads(db: Db) {
+    let db = database(db).await;
+    let p = mock_proxy(&db).await;
+    let key = Api::new(&p.url(), MASTER).key(json!({})).await;
+    let http = reqwest::Client::new();
+    for (h, v) in [
+        ("authorization", format!("Bearer {key}")),
+        ("x-litellm-api-key", key.clone()),
+        ("api-key", key.clone()),
+    ] {
+        let r = http
+            .post(format!("{}/v1/chat/completions", p.url()))
+            .header(h, v)
+            .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{h}");
+    }
+}
+
+async fn a_model_outside_the_keys_list_is_403_before_unknown_model(db: Db) {
+    let db = database(db).await;
+    let p = mock_proxy(&db).await;
+    let admin = Api::new(&p.url(), MASTER);
+    let key = admin.as_key(&admin.key(json!({"models": ["m"]})).await);
+    assert_eq!(key.chat("m").await.0, 200);
+    for model in ["m2", "no-such-model"] {
+        let a = key.chat(model).await;
+        let e = error(&a, 403);
+        assert_eq!(e["type"], "key_model_access_denied", "{model}");
+        assert_eq!(e["param"], "model");
+        assert_eq!(e["code"], "403");
+        assert!(e["message"].as_str().unwrap().contains(model), "{e}");
+    }
+    for path in ["/v1/completions", "/v1/embeddings"] {
+        let (s, _) = key
+            .post(path, json!({"model": "m2", "prompt": "x", "input": "x"}))
+            .await;
+        assert_eq!(s, 403, "{path}");
+    }
+    // With every model allowed, an unknown one is still a 404.
+    let open = admin.as_key(&admin.key(json!({})).await);
+    error(&open.chat("no-such-model").await, 404);
+    // Access-group names the config does not serve are accepted in `models`.
+    let grouped = admin.as_key(&admin.key(json!({"models": ["beta-models", "m2"]})).await);
+    assert_eq!(grouped.chat("m2").await.0, 200);
+    error(&grouped.chat("m").await, 403);
+}
+
+async fn team_model_lists_apply_to_their_keys(db: Db) {
+    let db = database(db).await;
+    let p = mock_proxy(&db).await;
+    let admin = Api::new(&p.url(), MASTER);
+    let (_, t) = admin
+        .post("/team/new", json!({"team_alias": "t", "models": ["m"]}))
+        .await;
+    let team = t["team_id"].as_str().unwrap();
+    let key = admin.as_key(&admin.key(json!({"team_id": team})).await);
+    assert_eq!(key.chat("m").await.0, 200);
+    let a = key.chat("m2").await;
+    let e = error(&a, 403);
+    assert_eq!(e["type"], "team_model_access_denied");
+    assert_eq!(e["param"], "model");
+    // The key's own list cannot widen the team's.
+    let wide = admin.as_key(
+        &admin
+            .key(json!({"team_id": team, "models": ["m", "m2"]}))
+            .await,
+    );
+    assert_eq!(
+        error(&wide.chat("m2").await, 403)["type"],
+        "team_model_access_denied"
+    );
+    let inherits = admin.as_key(
+        &admin
+            .key(json!({"team_id": team, "models": ["all-team-models"]}))
+            .await,
+    );
+    assert_eq!(inherits.chat("m").await.0, 200);
+    error(&inherits.chat("m2").await, 403);
+    // A team update reaches its keys at once.
+    admin
+        .post(
+            "/team/update",
+            json!({"team_id": team, "models": ["m", "m2"]}),
+        )
+        .await;
+    assert_eq!(key.chat("m2").await.0, 200);
+}
+
+async fn wildcards_and_all_proxy_models(db: Db) {
+    let up = OpenAiUpstream::start().await;
+    let db = database(db).await;
+    let models = format!(
+        "{MOCK_MODELS}  - model_name: gpt\n    litellm_params:\n      model: openai/gpt-4o-mini\n      api_base: {}\n      api_key: sk-provider-secret\n",
+        up.api_base()
+    );
+    let p = proxy(&config(&models, ""), &[("DATABASE_URL", &db.url)]).await;
+    let admin = Api::new(&p.url(), MASTER);
+    let openai = admin.as_key(&admin.key(json!({"models": ["openai/*"]})).await);
+    assert_eq!(
+        openai.chat("gpt").await.0,
+        200,
+        "matches the group's provider/model"
+    );
+    assert_eq!(
+        error(&openai.chat("m").await, 403)["type"],
+        "key_model_access_denied"
+    );
+    let mocks = admin.as_key(&admin.key(json!({"models": ["m*"]})).await);
+    assert_eq!(mocks.chat("m").await.0, 200);
+    assert_eq!(mocks.chat("m2").await.0, 200);
+    error(&mocks.chat("gpt").await, 403);
+    let all = admin.as_key(&admin.key(json!({"models": ["all-proxy-models"]})).await);
+    for m in ["m", "m2", "gpt"] {
+        assert_eq!(all.chat(m).await.0, 200, "{m}");
+    }
+}
+
+async fn models_lists_only_what_the_key_may_call(db: Db) {
+    let db = database(db).await;
+    let p = mock_proxy(&db).await;
+    let admin = Api::new(&p.url(), MASTER);
+    let ids = |v: &Value| -> Vec<String> {
+        let mut ids: Vec<String> = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let (s, all) = admin.get("/v1/models").await;
+    assert_eq!(s, 200);
+    assert_eq!(ids(&all), ["m", "m2"]);
+    let one = admin.as_key(&admin.key(json!({"models": ["m2"]})).await);
+    for path in ["/v1/models", "/models"] {
+        let (s, listed) = one.get(path).await;
+        assert_eq!(s, 200);
+        assert_eq!(ids(&listed), ["m2"], "{path}");
+    }
+    let (_, listed) = admin
+        .as_key(&admin.key(json!({})).await)
+        .get("/v1/models")
+        .await;
+    assert_eq!(ids(&listed), ["m", "m2"]);
+    error(&Api::new(&p.url(), "sk-bogus").get("/v1/models").await, 401);
+}
+
+async fn rpm_limits_answer_429_with_retry_after(db: Db) {
+    clear_of_minute_boundary().await;
+    let db = database(db).await;
+    let p = mock_proxy(&db).await;
+    let admin = Api::new(&p.url(), MASTER);
+    let key = admin.as_key(&admin.key(json!({"rpm_limit": 2})).await);
+    assert_eq!(key.chat("m").await.0, 200);
+    assert_eq!(key.chat("m").await.0, 200);
+    let resp = key.chat_response("m").await;
+    assert_eq!(resp.status(), 429);
+    let after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&after), "{after}");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rpm_limit")
+    );
+    // Other keys have their own counters; the master key has none.
+    let other = admin.as_key(&admin.key(json!({"rpm_limit": 2})).await);
+    assert_eq!(other.chat("m").await.0, 200);
+    assert_eq!(admin.chat("m").await.0, 200);
+
+    // A team's limit covers all its keys.
+    let (_, t) = admin
+        .post("/team/new", json!({"team_alias": "t", "rpm_limit": 1}))
+        .await;
+    let team = t["team_id"].as_str().unwrap();
+    let a = admin.as_key(&admin.key(json!({"team_id": team})).await);
+    let b = admin.as_key(&admin.key(json!({"team_id": team})).await);
+    assert_eq!(a.chat("m").await.0, 200);
+    let e = error(&b.chat("m").await, 429).clone();
+    assert!(e["message"].as_str().unwrap().contains("team"), "{e}");
+}
+
+async fn tpm_limits_count_tokens_of_full_and_streamed_answers(db: Db) {
+    clear_of_minute_boundary().await;
+    let db = database(db).await;
+    let p = mock_proxy(&db).await;
+    let admin = Api::new(&p.url(), MASTER);
+    let key = admin.as_key(&admin.key(json!({"tpm_limit": 5})).await);
+    assert_eq!(key.chat("m").await.0, 200, "nothing used yet");
+    let e = error(&key.chat("m").await, 429).clone();
+    assert!(e["message"].as_str().unwrap().contains("tpm_limit"), "{e}");
+
+    // A stream's usage counts too, also when the client did not ask to see it.
+    let streamer = admin.as_key(&admin.key(json!({"tpm_limit": 5})).await);
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", p.url()))
+        .bearer_auth(&streamer.key)
+        .json(&json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "count these words please"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(
+        !text.contains("\"usage\""),
+        "usage kept from the client: {text}"
+    );
+    for _ in 0..50 {
+        if streamer.chat("m").await.0 == 429 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the stream's tokens were not counted");
+}
+
+async fn streams_stay_lean_under_a_key(db: Db) {
+    let db = database(db).await;
+    let p = mock_proxy(&db).await;
+    let admin = Api::new(&p.url(), MASTER);
+    let key = admin
+        .key(json!({"tpm_limit": 100000, "key_alias": "lean"}))
+        .await;
+    for include_usage in [false, true] {
+        let mut body = json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "one two three"}]});
+        if include_usage {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/chat/completions", p.url()))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let header_bytes: usize = r
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum();
+        assert!(header_bytes < 4096, "{header_bytes} bytes of headers");
+        let text = r.text().await.unwrap();
+        let chunks: Vec<Value> = text
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter(|e| *e != "[DONE]")
+            .map(|e| serde_json::from_str(e).unwrap())
+            .collect();
+        let empty = chunks
+            .iter()
+            .filter(|c| c["choices"].as_array().unwrap().is_empty())
+            .count();
+        assert_eq!(empty, usize::from(include_usage), "{text}");
+        if include_usage {
+            assert!(
+                chunks.last().unwrap()["usage"]["total_tokens"]
+                    .as_u64()
+                    .unwrap()
+                    > 0
+            );
+        }
+    }
+}
