@@ -728,15 +728,8 @@ pub(crate) fn rustls_config() -> Result<rustls::ClientConfig, ExporterError> {
 
 /// The OTLP/gRPC exporter under the SDK's async-runtime batch processor on the current tokio
 /// runtime: tonic needs tokio, and a task keeps exports off request tasks.
-fn grpc_processor(
-    cfg: &OtelConfig,
-    pipeline: &Arc<Pipeline>,
-) -> Result<span_processor_with_async_runtime::BatchSpanProcessor<runtime::Tokio>, ExporterError> {
-    // Both the tonic channel and the processor spawn onto the current runtime; without one,
-    // tokio would panic.
-    if tokio::runtime::Handle::try_current().is_err() {
-        return Err(ExporterError::GrpcNeedsRuntime);
-    }
+/// Where a gRPC exporter connects (origin only), whether over TLS, and its metadata headers.
+pub(crate) fn grpc_target(cfg: &OtelConfig) -> (String, bool, tonic::metadata::MetadataMap) {
     let (endpoint, https) = match &cfg.endpoint {
         // Origin only (no trailing '/'): gRPC routes by service path, not by URL path.
         Some(url) => (url.origin().ascii_serialization(), url.scheme() == "https"),
@@ -753,11 +746,28 @@ fn grpc_processor(
             headers.append(name, value);
         }
     }
+    (
+        endpoint,
+        https,
+        tonic::metadata::MetadataMap::from_headers(headers),
+    )
+}
+
+fn grpc_processor(
+    cfg: &OtelConfig,
+    pipeline: &Arc<Pipeline>,
+) -> Result<span_processor_with_async_runtime::BatchSpanProcessor<runtime::Tokio>, ExporterError> {
+    // Both the tonic channel and the processor spawn onto the current runtime; without one,
+    // tokio would panic.
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(ExporterError::GrpcNeedsRuntime);
+    }
+    let (endpoint, https, metadata) = grpc_target(cfg);
     let mut builder = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint)
         .with_timeout(cfg.timeout)
-        .with_metadata(tonic::metadata::MetadataMap::from_headers(headers));
+        .with_metadata(metadata);
     if https {
         builder =
             builder.with_tls_config(tonic::transport::ClientTlsConfig::new().with_webpki_roots());

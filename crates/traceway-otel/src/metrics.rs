@@ -9,7 +9,7 @@ use crate::config::{Compression, ExporterKind, OtelConfig, TRACES_PATH};
 use crate::exporter::{ExporterError, Telemetry, resource, rustls_config};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Histogram as OtelHistogram, MeterProvider as _};
-use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -165,7 +165,7 @@ fn otlp_instruments(cfg: &OtelConfig) -> Result<Option<OtlpInstruments>, Exporte
     let protocol = match cfg.exporter {
         ExporterKind::OtlpHttpProtobuf => Protocol::HttpBinary,
         ExporterKind::OtlpHttpJson => Protocol::HttpJson,
-        // gRPC metrics would need the async-runtime reader; spans cover gRPC users today.
+        ExporterKind::OtlpGrpc => return Ok(Some(instruments(grpc_provider(cfg)?))),
         _ => return Ok(None),
     };
     let Some(endpoint) = metrics_endpoint(cfg) else {
@@ -220,8 +220,48 @@ fn otlp_instruments(cfg: &OtelConfig) -> Result<Option<OtlpInstruments>, Exporte
         .map_err(|e| ExporterError::Thread(format!("starting the metrics exporter setup: {e}")))?
         .join()
         .map_err(|_| ExporterError::Thread("the metrics exporter setup panicked".to_owned()))??;
+    Ok(Some(instruments(provider)))
+}
+
+/// A meter provider exporting over OTLP/gRPC. tonic needs a tokio runtime, so the reader is the
+/// SDK's async-runtime variant: its exports run as a background task, never on a request task.
+fn grpc_provider(cfg: &OtelConfig) -> Result<SdkMeterProvider, ExporterError> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(ExporterError::GrpcNeedsRuntime);
+    }
+    let (endpoint, https, metadata) = crate::exporter::grpc_target(cfg);
+    let mut builder = opentelemetry_otlp::MetricExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .with_timeout(cfg.timeout)
+        .with_metadata(metadata);
+    if https {
+        builder =
+            builder.with_tls_config(tonic::transport::ClientTlsConfig::new().with_webpki_roots());
+    }
+    if cfg.compression == Compression::Gzip {
+        builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
+    }
+    let exporter = builder.build().map_err(|e| ExporterError::Build {
+        what: "OTLP/gRPC metrics",
+        reason: e.to_string(),
+    })?;
+    let reader =
+        opentelemetry_sdk::metrics::periodic_reader_with_async_runtime::PeriodicReader::builder(
+            exporter,
+            opentelemetry_sdk::runtime::Tokio,
+        )
+        .with_interval(cfg.metric_export_interval)
+        .build();
+    Ok(SdkMeterProvider::builder()
+        .with_resource(resource(cfg))
+        .with_reader(reader)
+        .build())
+}
+
+fn instruments(provider: SdkMeterProvider) -> OtlpInstruments {
     let meter = provider.meter("traceway");
-    Ok(Some(OtlpInstruments {
+    OtlpInstruments {
         duration: meter
             .f64_histogram(names::OPERATION_DURATION)
             .with_unit("s")
@@ -247,7 +287,7 @@ fn otlp_instruments(cfg: &OtelConfig) -> Result<Option<OtlpInstruments>, Exporte
             .with_boundaries(CHUNK_BUCKETS.to_vec())
             .build(),
         provider,
-    }))
+    }
 }
 
 impl Metrics {

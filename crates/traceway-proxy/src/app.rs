@@ -97,7 +97,7 @@ impl App {
                     && !config.turn_off_message_logging,
             });
         }
-        // Metrics go to Prometheus always, and over OTLP/HTTP beside the first OTLP destination.
+        // Metrics go to Prometheus always, and over OTLP beside the first OTLP destination.
         let otlp = destinations.iter().find(|d| d.exporter.is_otlp());
         let metrics = traceway_otel::metrics::Metrics::new(otlp)?;
         builder = builder.metrics(metrics.clone());

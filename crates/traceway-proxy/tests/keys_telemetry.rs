@@ -19,6 +19,7 @@ use traceway_testkit::span_tree::SpanTree;
 on_both_databases!(
     identity_is_on_successes_failures_and_refusals_but_not_on_401s,
     in_nested_mode_identity_moves_to_litellm_request,
+    a_teams_turn_off_message_logging_covers_its_keys_and_request_metadata_wins,
 );
 
 const PROVIDER_KEY: &str = "sk-provider-secret-keys";
@@ -136,6 +137,52 @@ fn assert_identity(span: &ReceivedSpan, key: &str, what: &str) {
             span.name
         );
     }
+}
+
+async fn a_teams_turn_off_message_logging_covers_its_keys_and_request_metadata_wins(db: Db) {
+    keys_common::clear_of_minute_boundary().await;
+    let db = database(db).await;
+    let rx = OtlpReceiver::start().await;
+    let p = traced(&db.url, &rx, false).await;
+    let admin = Api::new(&p.url(), MASTER);
+    let (s, b) = admin
+        .post(
+            "/team/new",
+            json!({"team_id": "team-quiet", "team_alias": "Quiet", "metadata": {"turn_off_message_logging": true}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let key = admin.key(json!({"team_id": "team-quiet"})).await;
+    let api = admin.as_key(&key);
+    assert_eq!(chat(&api, "m", json!({})).await.0, 200);
+    // Rule 1 (the request's own metadata) comes before the team's setting.
+    assert_eq!(
+        chat(&api, "m", json!({"metadata": {"mask_input": false}}))
+            .await
+            .0,
+        200
+    );
+    let tree = flushed(p, &rx, &[&key, MASTER, PROVIDER_KEY]).await;
+    let r = roots(&tree);
+    let [team_rule, metadata_rule] = &r[r.len() - 2..] else {
+        unreachable!()
+    };
+    assert_eq!(
+        team_rule.attr_str("gen_ai.prompt.0.content"),
+        Some("redacted-by-traceway")
+    );
+    assert_eq!(
+        team_rule.attr_str("gen_ai.completion.0.content"),
+        Some("redacted-by-traceway")
+    );
+    assert_eq!(
+        team_rule.attr_str("metadata.user_api_key_team_id"),
+        Some("team-quiet")
+    );
+    assert_eq!(
+        metadata_rule.attr_str("gen_ai.prompt.0.content"),
+        Some("Hello")
+    );
 }
 
 /// An organisation, a team in it, and a key of user `alice` in the team, limited to `m` and

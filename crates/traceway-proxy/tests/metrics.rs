@@ -185,3 +185,46 @@ async fn prometheus_and_otlp_metrics_report_every_call() {
     assert_eq!(tokens.unit, "{token}");
     assert_eq!(tokens.bounds.first(), Some(&1.0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_metrics_also_travel_over_grpc() {
+    let rx = OtlpReceiver::start().await;
+    let vars: HashMap<String, String> = [
+        ("OTEL_EXPORTER".to_owned(), "otlp_grpc".to_owned()),
+        ("OTEL_ENDPOINT".to_owned(), rx.grpc_endpoint()),
+        ("OTEL_METRIC_EXPORT_INTERVAL".to_owned(), "100".to_owned()),
+    ]
+    .into_iter()
+    .collect();
+    let cfg = "model_list:\n  - model_name: m\n    litellm_params:\n      model: mock/echo\nlitellm_settings:\n  callbacks: [\"otel\"]\ngeneral_settings:\n  ui: false\n";
+    traceway::client::install_crypto_provider();
+    let p = App::build(
+        ProxyConfig::parse(cfg, "metrics.yaml", Arc::new(vars)).unwrap(),
+        false,
+    )
+    .unwrap()
+    .spawn("127.0.0.1:0")
+    .await
+    .unwrap();
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(
+        http()
+            .post(format!("{}/v1/chat/completions", p.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    p.shutdown().await;
+    let points = rx.histogram_points();
+    assert!(
+        points
+            .iter()
+            .any(|p| p.name == "gen_ai.client.operation.duration" && p.count == 1),
+        "{points:?}"
+    );
+    assert!(points.iter().any(|p| p.name == "gen_ai.client.token.usage"));
+    assert_eq!(rx.spans().len(), 2, "spans went the same way");
+}

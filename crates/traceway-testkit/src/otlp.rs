@@ -343,9 +343,15 @@ impl OtlpReceiver {
         })
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
         .max_decoding_message_size(64 * 1024 * 1024);
+        let metrics_service =
+            opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsServiceServer::new(
+                GrpcReceiver { shared: Arc::clone(&shared) },
+            )
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
         let grpc_task = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(service)
+                .add_service(metrics_service)
                 .serve_with_incoming(tonic::transport::server::TcpIncoming::from(grpc_listener))
                 .await;
         });
@@ -635,6 +641,26 @@ impl TraceService for GrpcReceiver {
                 Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
             }
         }
+    }
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsService
+    for GrpcReceiver
+{
+    async fn export(
+        &self,
+        request: tonic::Request<
+            opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
+        >,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        lock(&self.shared.metrics).push(request.into_inner());
+        Ok(tonic::Response::new(Default::default()))
     }
 }
 
