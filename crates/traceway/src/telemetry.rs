@@ -339,24 +339,39 @@ impl CallTrace {
         }
     }
 
+    /// The response attributes of a chat or text completion, whole or streamed: ids, finish
+    /// reasons, usage and the output content.
+    fn output_attributes(
+        &mut self,
+        id: &str,
+        model: &str,
+        usage: Option<&Usage>,
+        outputs: &[OutputChoice],
+        a: &mut Vec<KeyValue>,
+    ) {
+        response_ids(id, model, a);
+        let reasons: Vec<String> = outputs
+            .iter()
+            .filter_map(|c| c.finish_reason.clone())
+            .collect();
+        a.push(KeyValue::new(
+            k::GEN_AI_RESPONSE_FINISH_REASONS,
+            string_array(reasons),
+        ));
+        if let Some(u) = usage {
+            usage_attributes(u, a);
+        }
+        let mut content = Content::default();
+        output_content(outputs, self.redaction.output, &mut content);
+        let budget = self.shape.content_budget / 4;
+        self.lay_content(content, budget, k::TRACEWAY_COMPLETION_TRUNCATED, a);
+    }
+
     /// Records a complete response.
     pub(crate) fn record_response(&mut self, response: &Response) {
         let mut a = Vec::new();
         match response {
             Response::Chat(r) => {
-                response_ids(&r.id, &r.model, &mut a);
-                let reasons: Vec<String> = r
-                    .choices
-                    .iter()
-                    .filter_map(|c| c.finish_reason.clone())
-                    .collect();
-                a.push(KeyValue::new(
-                    k::GEN_AI_RESPONSE_FINISH_REASONS,
-                    string_array(reasons),
-                ));
-                if let Some(u) = &r.usage {
-                    usage_attributes(u, &mut a);
-                }
                 let outputs: Vec<OutputChoice> = r
                     .choices
                     .iter()
@@ -367,25 +382,9 @@ impl CallTrace {
                         finish_reason: c.finish_reason.clone(),
                     })
                     .collect();
-                let mut content = Content::default();
-                output_content(&outputs, self.redaction.output, &mut content);
-                let budget = self.shape.content_budget / 4;
-                self.lay_content(content, budget, k::TRACEWAY_COMPLETION_TRUNCATED, &mut a);
+                self.output_attributes(&r.id, &r.model, r.usage.as_ref(), &outputs, &mut a);
             }
             Response::Completion(r) => {
-                response_ids(&r.id, &r.model, &mut a);
-                let reasons: Vec<String> = r
-                    .choices
-                    .iter()
-                    .filter_map(|c| c.finish_reason.clone())
-                    .collect();
-                a.push(KeyValue::new(
-                    k::GEN_AI_RESPONSE_FINISH_REASONS,
-                    string_array(reasons),
-                ));
-                if let Some(u) = &r.usage {
-                    usage_attributes(u, &mut a);
-                }
                 let outputs: Vec<OutputChoice> = r
                     .choices
                     .iter()
@@ -396,10 +395,7 @@ impl CallTrace {
                         finish_reason: c.finish_reason.clone(),
                     })
                     .collect();
-                let mut content = Content::default();
-                output_content(&outputs, self.redaction.output, &mut content);
-                let budget = self.shape.content_budget / 4;
-                self.lay_content(content, budget, k::TRACEWAY_COMPLETION_TRUNCATED, &mut a);
+                self.output_attributes(&r.id, &r.model, r.usage.as_ref(), &outputs, &mut a);
             }
             Response::Embedding(r) => {
                 if !r.model.is_empty() {
@@ -941,27 +937,11 @@ impl StreamTrace {
 
     fn record_output(&self, call: &mut CallTrace) {
         let mut a = Vec::new();
-        response_ids(&self.id, &self.model, &mut a);
-        let reasons: Vec<String> = self
-            .choices
-            .values()
-            .filter_map(|c| c.finish_reason.clone())
-            .collect();
-        a.push(KeyValue::new(
-            k::GEN_AI_RESPONSE_FINISH_REASONS,
-            string_array(reasons),
-        ));
-        if let Some(u) = &self.usage {
-            usage_attributes(u, &mut a);
-        }
+        let choices: Vec<OutputChoice> = self.choices.values().cloned().collect();
+        call.output_attributes(&self.id, &self.model, self.usage.as_ref(), &choices, &mut a);
         if let Some(t) = self.first_chunk {
             a.push(KeyValue::new(k::GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, t));
         }
-        let choices: Vec<OutputChoice> = self.choices.values().cloned().collect();
-        let mut content = Content::default();
-        output_content(&choices, call.redaction.output, &mut content);
-        let budget = call.shape.content_budget / 4;
-        call.lay_content(content, budget, k::TRACEWAY_COMPLETION_TRUNCATED, &mut a);
         call.set(a);
     }
 
