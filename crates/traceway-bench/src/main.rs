@@ -644,6 +644,7 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
             c.results.spans_at_shutdown = rx.spans().saturating_sub(before);
             c.results.spans_by_name = rx.by_name();
             c.results.undecodable = rx.undecodable();
+            c.results.other_exports = rx.other_exports();
         }
     }
 

@@ -1,6 +1,7 @@
-//! A lean OTLP/HTTP receiver: decodes every protobuf export request it gets (any path, so both
-//! `…/v1/traces` and a bare endpoint work) and counts the spans, by name. Unlike the testkit's
-//! receiver it keeps no spans, so a 60-second run at 1,000 requests/s stays cheap.
+//! A lean OTLP/HTTP receiver: decodes every protobuf trace export it gets (`…/v1/traces`, or
+//! any path but `…/v1/metrics` and `…/v1/logs`, which are accepted and only counted) and counts
+//! the spans, by name. Unlike the testkit's receiver it keeps no spans, so a 60-second run at
+//! 1,000 requests/s stays cheap.
 
 use bytes::Bytes;
 use http::{Response, StatusCode, header};
@@ -23,6 +24,7 @@ use tokio::net::TcpListener;
 struct Counts {
     spans: AtomicU64,
     exports: AtomicU64,
+    other_exports: AtomicU64,
     undecodable: AtomicU64,
     by_name: Mutex<BTreeMap<String, u64>>,
 }
@@ -51,7 +53,12 @@ impl Receiver {
         self.counts.exports.load(Ordering::Relaxed)
     }
 
-    /// Requests whose body was not OTLP protobuf.
+    /// Metrics and logs export requests (accepted, not decoded).
+    pub fn other_exports(&self) -> u64 {
+        self.counts.other_exports.load(Ordering::Relaxed)
+    }
+
+    /// Trace export requests whose body was not OTLP protobuf.
     pub fn undecodable(&self) -> u64 {
         self.counts.undecodable.load(Ordering::Relaxed)
     }
@@ -116,6 +123,12 @@ async fn handle(
     counts: Arc<Counts>,
     req: http::Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path();
+    if path.ends_with("/v1/metrics") || path.ends_with("/v1/logs") {
+        counts.other_exports.fetch_add(1, Ordering::Relaxed);
+        let _ = req.into_body().collect().await;
+        return Ok(Response::new(Full::new(Bytes::new())));
+    }
     let protobuf = req
         .headers()
         .get(header::CONTENT_TYPE)

@@ -134,8 +134,10 @@ pub struct CaseResults {
     pub spans_at_shutdown: u64,
     /// Spans by name.
     pub spans_by_name: BTreeMap<String, u64>,
-    /// Export requests the receiver could not decode.
+    /// Trace export requests the receiver could not decode.
     pub undecodable: u64,
+    /// Metrics and logs export requests the receiver accepted.
+    pub other_exports: u64,
     /// Exit status after SIGTERM.
     pub exit: Option<String>,
 }
@@ -563,7 +565,7 @@ pub fn render(run: &Run, cases: &[Case]) -> String {
             .join(", ");
         let _ = writeln!(
             s,
-            "- {}: whole run {} (of which {} arrived after SIGTERM); warm-up {}; max throughput {}; fixed rate {}; streams {}. By name: {names}. Undecodable exports: {}.",
+            "- {}: whole run {} (of which {} arrived after SIGTERM); warm-up {}; max throughput {}; fixed rate {}; streams {}. By name: {names}. Undecodable trace exports: {}; metrics/logs exports (not decoded): {}.",
             c.name,
             total.text(),
             r.spans_at_shutdown,
@@ -571,7 +573,8 @@ pub fn render(run: &Run, cases: &[Case]) -> String {
             phase(&r.spans_max),
             phase(&r.spans_rate),
             phase(&r.spans_streams),
-            r.undecodable
+            r.undecodable,
+            r.other_exports
         );
     }
     s
