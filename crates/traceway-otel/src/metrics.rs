@@ -12,6 +12,7 @@ use opentelemetry::metrics::{Histogram as OtelHistogram, MeterProvider as _};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
@@ -65,49 +66,112 @@ pub struct OperationLabels {
     pub team_id: Option<String>,
 }
 
-impl OperationLabels {
-    fn pairs(&self) -> Vec<(&'static str, String)> {
-        let mut v = vec![
-            (
-                crate::keys::GEN_AI_OPERATION_NAME,
-                self.operation.to_owned(),
-            ),
-            (crate::keys::GEN_AI_PROVIDER_NAME, self.provider.to_owned()),
-            (
-                crate::keys::GEN_AI_REQUEST_MODEL,
-                self.request_model.clone(),
-            ),
+/// Prometheus label names of [`OperationLabels`] (Prometheus names cannot hold dots).
+mod prom_names {
+    pub const OPERATION: &str = "gen_ai_operation_name";
+    pub const PROVIDER: &str = "gen_ai_provider_name";
+    pub const REQUEST_MODEL: &str = "gen_ai_request_model";
+    pub const RESPONSE_MODEL: &str = "gen_ai_response_model";
+    pub const ERROR_TYPE: &str = "error_type";
+    pub const TEAM_ID: &str = "metadata_user_api_key_team_id";
+    pub const TOKEN_TYPE: &str = "gen_ai_token_type";
+}
+
+/// One operation's Prometheus label set, built once per call and shared by all its records:
+/// static names and borrowed-once values instead of a `Vec` of fresh strings per record.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+struct PromLabels {
+    operation: &'static str,
+    provider: &'static str,
+    request_model: String,
+    response_model: Option<String>,
+    error_type: Option<&'static str>,
+    team_id: Option<String>,
+}
+
+impl EncodeLabelSet for PromLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        let labels = [
+            (prom_names::OPERATION, Some(self.operation)),
+            (prom_names::PROVIDER, Some(self.provider)),
+            (prom_names::REQUEST_MODEL, Some(self.request_model.as_str())),
+            (prom_names::RESPONSE_MODEL, self.response_model.as_deref()),
+            (prom_names::ERROR_TYPE, self.error_type),
+            (prom_names::TEAM_ID, self.team_id.as_deref()),
         ];
-        if let Some(m) = &self.response_model {
-            v.push((crate::keys::GEN_AI_RESPONSE_MODEL, m.clone()));
+        for (key, value) in labels {
+            if let Some(value) = value {
+                (key, value).encode(encoder.encode_label())?;
+            }
         }
-        if let Some(e) = self.error_type {
-            v.push((crate::keys::ERROR_TYPE, e.to_owned()));
-        }
-        if let Some(t) = &self.team_id {
-            v.push((crate::keys::METADATA_USER_API_KEY_TEAM_ID, t.clone()));
-        }
-        v
-    }
-
-    /// Prometheus label names cannot hold dots.
-    fn prometheus(&self) -> Vec<(String, String)> {
-        self.pairs()
-            .into_iter()
-            .map(|(k, v)| (k.replace('.', "_"), v))
-            .collect()
-    }
-
-    fn otel(&self) -> Vec<KeyValue> {
-        self.pairs()
-            .into_iter()
-            .map(|(k, v)| KeyValue::new(k, v))
-            .collect()
+        Ok(())
     }
 }
 
-type Labels = Vec<(String, String)>;
-type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+/// The token type label of `gen_ai.client.token.usage`.
+type TokenTypeLabel = [(&'static str, &'static str); 1];
+
+impl OperationLabels {
+    fn prometheus(&self) -> PromLabels {
+        PromLabels {
+            operation: self.operation,
+            provider: self.provider,
+            request_model: self.request_model.clone(),
+            response_model: self.response_model.clone(),
+            error_type: self.error_type,
+            team_id: self.team_id.clone(),
+        }
+    }
+
+    fn otel(&self) -> Vec<KeyValue> {
+        let mut v = Vec::with_capacity(7);
+        v.extend([
+            KeyValue::new(crate::keys::GEN_AI_OPERATION_NAME, self.operation),
+            KeyValue::new(crate::keys::GEN_AI_PROVIDER_NAME, self.provider),
+            KeyValue::new(
+                crate::keys::GEN_AI_REQUEST_MODEL,
+                self.request_model.clone(),
+            ),
+        ]);
+        if let Some(m) = &self.response_model {
+            v.push(KeyValue::new(crate::keys::GEN_AI_RESPONSE_MODEL, m.clone()));
+        }
+        if let Some(e) = self.error_type {
+            v.push(KeyValue::new(crate::keys::ERROR_TYPE, e));
+        }
+        if let Some(t) = &self.team_id {
+            v.push(KeyValue::new(
+                crate::keys::METADATA_USER_API_KEY_TEAM_ID,
+                t.clone(),
+            ));
+        }
+        v
+    }
+}
+
+/// What one finished operation measured, recorded in one go by [`Metrics::record_call`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallMeasures {
+    /// Whole duration, seconds.
+    pub seconds: f64,
+    /// Input and output tokens, when the answer said.
+    pub tokens: Option<(u64, u64)>,
+    /// A stream's time to its first chunk, seconds.
+    pub time_to_first_chunk: Option<f64>,
+    /// A stream's mean time per chunk after the first, seconds.
+    pub time_per_output_chunk: Option<f64>,
+}
+
+/// The label set of `traceway_proxy_requests`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: u16,
+    model_group: String,
+}
+
+type HistogramFamily = Family<PromLabels, Histogram, fn() -> Histogram>;
+type TokenFamily = Family<(PromLabels, TokenTypeLabel), Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {
     Histogram::new(DURATION_BUCKETS)
@@ -130,10 +194,10 @@ struct OtlpInstruments {
 struct Inner {
     registry: Registry,
     duration: HistogramFamily,
-    tokens: HistogramFamily,
+    tokens: TokenFamily,
     first_chunk: HistogramFamily,
     per_chunk: HistogramFamily,
-    requests: Family<Labels, Counter>,
+    requests: Family<RequestLabels, Counter>,
     otlp: Option<OtlpInstruments>,
 }
 
@@ -295,10 +359,10 @@ impl Metrics {
     pub fn new(otlp: Option<&OtelConfig>) -> Result<Metrics, ExporterError> {
         let mut registry = Registry::default();
         let duration: HistogramFamily = Family::new_with_constructor(duration_histogram);
-        let tokens: HistogramFamily = Family::new_with_constructor(token_histogram);
+        let tokens: TokenFamily = Family::new_with_constructor(token_histogram);
         let first_chunk: HistogramFamily = Family::new_with_constructor(chunk_histogram);
         let per_chunk: HistogramFamily = Family::new_with_constructor(chunk_histogram);
-        let requests = Family::<Labels, Counter>::default();
+        let requests = Family::<RequestLabels, Counter>::default();
         registry.register_with_unit(
             "gen_ai_client_operation_duration",
             "GenAI operation duration",
@@ -344,60 +408,51 @@ impl Metrics {
         })
     }
 
-    /// Records one operation's duration.
-    pub fn record_operation(&self, labels: &OperationLabels, seconds: f64) {
-        self.inner
-            .duration
-            .get_or_create(&labels.prometheus())
-            .observe(seconds);
-        if let Some(o) = &self.inner.otlp {
-            o.duration.record(seconds, &labels.otel());
+    /// Records one finished operation: its duration, tokens and stream timings, all under one
+    /// label set built once.
+    pub fn record_call(&self, labels: &OperationLabels, m: CallMeasures) {
+        let p = labels.prometheus();
+        let inner = &*self.inner;
+        inner.duration.get_or_create(&p).observe(m.seconds);
+        if let Some(t) = m.time_to_first_chunk {
+            inner.first_chunk.get_or_create(&p).observe(t);
         }
-    }
-
-    /// Records one operation's input and output tokens.
-    pub fn record_tokens(&self, labels: &OperationLabels, input: u64, output: u64) {
-        for (kind, n) in [("input", input), ("output", output)] {
-            let mut p = labels.prometheus();
-            p.push((names::TOKEN_TYPE.replace('.', "_"), kind.to_owned()));
-            self.inner.tokens.get_or_create(&p).observe(n as f64);
-            if let Some(o) = &self.inner.otlp {
-                let mut a = labels.otel();
-                a.push(KeyValue::new(names::TOKEN_TYPE, kind));
-                o.tokens.record(n, &a);
+        if let Some(t) = m.time_per_output_chunk {
+            inner.per_chunk.get_or_create(&p).observe(t);
+        }
+        if let Some(o) = &inner.otlp {
+            let a = labels.otel();
+            o.duration.record(m.seconds, &a);
+            if let Some(t) = m.time_to_first_chunk {
+                o.first_chunk.record(t, &a);
+            }
+            if let Some(t) = m.time_per_output_chunk {
+                o.per_chunk.record(t, &a);
+            }
+            if let Some((input, output)) = m.tokens {
+                let mut a = a;
+                for (kind, n) in [("input", input), ("output", output)] {
+                    a.push(KeyValue::new(names::TOKEN_TYPE, kind));
+                    o.tokens.record(n, &a);
+                    a.pop();
+                }
             }
         }
-    }
-
-    /// Records a stream's time to first chunk.
-    pub fn record_time_to_first_chunk(&self, labels: &OperationLabels, seconds: f64) {
-        self.inner
-            .first_chunk
-            .get_or_create(&labels.prometheus())
-            .observe(seconds);
-        if let Some(o) = &self.inner.otlp {
-            o.first_chunk.record(seconds, &labels.otel());
-        }
-    }
-
-    /// Records a stream's mean time per chunk after the first.
-    pub fn record_time_per_output_chunk(&self, labels: &OperationLabels, seconds: f64) {
-        self.inner
-            .per_chunk
-            .get_or_create(&labels.prometheus())
-            .observe(seconds);
-        if let Some(o) = &self.inner.otlp {
-            o.per_chunk.record(seconds, &labels.otel());
+        if let Some((input, output)) = m.tokens {
+            let mut key = (p, [(prom_names::TOKEN_TYPE, "input")]);
+            inner.tokens.get_or_create(&key).observe(input as f64);
+            key.1 = [(prom_names::TOKEN_TYPE, "output")];
+            inner.tokens.get_or_create(&key).observe(output as f64);
         }
     }
 
     /// Counts one proxy request.
     pub fn record_request(&self, route: &str, status: u16, model_group: &str) {
-        let labels = vec![
-            ("route".to_owned(), route.to_owned()),
-            ("status".to_owned(), status.to_string()),
-            ("model_group".to_owned(), model_group.to_owned()),
-        ];
+        let labels = RequestLabels {
+            route: route.to_owned(),
+            status,
+            model_group: model_group.to_owned(),
+        };
         self.inner.requests.get_or_create(&labels).inc();
     }
 
@@ -449,5 +504,75 @@ impl Metrics {
         if let Some(o) = &self.inner.otlp {
             let _ = o.provider.shutdown();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn prometheus_names_are_the_dotted_keys_with_underscores() {
+        for (prom, dotted) in [
+            (prom_names::OPERATION, crate::keys::GEN_AI_OPERATION_NAME),
+            (prom_names::PROVIDER, crate::keys::GEN_AI_PROVIDER_NAME),
+            (prom_names::REQUEST_MODEL, crate::keys::GEN_AI_REQUEST_MODEL),
+            (
+                prom_names::RESPONSE_MODEL,
+                crate::keys::GEN_AI_RESPONSE_MODEL,
+            ),
+            (prom_names::ERROR_TYPE, crate::keys::ERROR_TYPE),
+            (
+                prom_names::TEAM_ID,
+                crate::keys::METADATA_USER_API_KEY_TEAM_ID,
+            ),
+            (prom_names::TOKEN_TYPE, names::TOKEN_TYPE),
+        ] {
+            assert_eq!(prom, dotted.replace('.', "_"));
+        }
+    }
+
+    #[test]
+    fn one_call_records_every_series_under_one_label_set() {
+        let m = Metrics::new(None).unwrap();
+        let labels = OperationLabels {
+            operation: "chat",
+            provider: "openai",
+            request_model: "gpt-4o".into(),
+            response_model: Some("gpt-4o-2024".into()),
+            error_type: None,
+            team_id: Some("team-a".into()),
+        };
+        let measures = CallMeasures {
+            seconds: 0.5,
+            tokens: Some((12, 34)),
+            time_to_first_chunk: Some(0.05),
+            time_per_output_chunk: Some(0.01),
+        };
+        m.record_call(&labels, measures);
+        m.record_call(&labels, measures);
+        m.record_request("/v1/chat/completions", 200, "gpt");
+        let text = m.render(None);
+        let set = "gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\",gen_ai_request_model=\"gpt-4o\",gen_ai_response_model=\"gpt-4o-2024\",metadata_user_api_key_team_id=\"team-a\"";
+        assert!(
+            text.contains(&format!(
+                "gen_ai_client_operation_duration_seconds_count{{{set}}} 2"
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!(
+            "gen_ai_client_token_usage_sum{{{set},gen_ai_token_type=\"input\"}} 24"
+        )));
+        assert!(text.contains(&format!(
+            "gen_ai_client_token_usage_sum{{{set},gen_ai_token_type=\"output\"}} 68"
+        )));
+        assert!(text.contains(&format!(
+            "gen_ai_client_operation_time_to_first_chunk_seconds_count{{{set}}} 2"
+        )));
+        assert!(!text.contains("error_type"), "absent labels are left out");
+        assert!(text.contains(
+            "traceway_proxy_requests_total{route=\"/v1/chat/completions\",status=\"200\",model_group=\"gpt\"} 1"
+        ));
     }
 }

@@ -48,13 +48,13 @@ impl App {
     pub fn build(config: ProxyConfig, force_otel: bool) -> Result<App, AppError> {
         let otel = OtelConfig::from_env(&config.env)?;
         let tracing_on = force_otel || config.otel_enabled();
-        // The web page's trace buffer is one more span destination beside the exporter. With
-        // tracing off it is the only one (exporter `none`), so a developer sees calls without
-        // configuring anything; `general_settings.ui: false` (or a buffer of 0) removes it and
-        // with it all span work. OTEL_SDK_DISABLED=true still turns every span off.
+        // The web page's trace buffer is one more span destination beside the exporter. It is
+        // on by default only with tracing on, so that tracing off means no span work; asked for
+        // explicitly (`ui_trace_buffer_size`, `TRACEWAY_UI_TRACES`) with tracing off, it is the
+        // only destination (exporter `none`). OTEL_SDK_DISABLED=true still turns every span off.
         let ui_traces = config
             .ui
-            .trace_buffer()
+            .trace_buffer(tracing_on)
             .filter(|_| !otel.sdk_disabled)
             .map(TraceBuffer::new);
         // One export destination per tracing callback (`otel`, `arize_phoenix`, `arize`,

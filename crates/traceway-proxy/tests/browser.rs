@@ -26,6 +26,7 @@ const CONFIG: &str = "model_list:
       api_key: sk-provider-secret
 general_settings:
   master_key: sk-browser-master
+  ui_trace_buffer_size: 200
 ";
 const DESKTOP: (u32, u32) = (1280, 800);
 const PHONE: (u32, u32) = (390, 844);

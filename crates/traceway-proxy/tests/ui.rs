@@ -12,6 +12,10 @@ use traceway_testkit::otlp::OtlpReceiver;
 const MASTER: &str = "sk-ui-master";
 const MOCK: &str = "model_list:\n  - model_name: mock\n    litellm_params:\n      model: mock/echo\n  - model_name: local\n    litellm_params:\n      model: openai/llama\n      api_base: http://user:pw@127.0.0.1:9/v1?api-key=sk-secret-in-query\n      api_key: sk-provider-secret\n";
 
+/// The page's trace buffer, asked for: without it (and without a tracing callback) the proxy
+/// records no spans at all.
+const UI_TRACES: &[(&str, &str)] = &[("TRACEWAY_UI_TRACES", "200")];
+
 fn with_master(extra: &str) -> String {
     format!("{MOCK}general_settings:\n  master_key: {MASTER}\n{extra}")
 }
@@ -42,7 +46,7 @@ fn hello(model: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_and_its_assets_are_served_with_a_strict_policy() {
-    let p = proxy(&with_master(""), &[]).await;
+    let p = proxy(&with_master(""), UI_TRACES).await;
     for path in ["/ui", "/ui/"] {
         let resp = http()
             .get(format!("{}{path}", p.url()))
@@ -91,7 +95,7 @@ async fn the_page_and_its_assets_are_served_with_a_strict_policy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_json_apis_need_the_master_key_or_an_admin_key() {
-    let p = proxy(&with_master(""), &[]).await;
+    let p = proxy(&with_master(""), UI_TRACES).await;
     let base = p.url();
     for path in [
         "/ui/api/info",
@@ -167,7 +171,7 @@ async fn without_a_master_key_the_page_is_open_like_every_route() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_shows_up_in_the_list_and_its_span_tree_in_the_detail() {
-    let p = proxy(&with_master(""), &[]).await;
+    let p = proxy(&with_master(""), UI_TRACES).await;
     let base = p.url();
     let (_, empty) = get(&format!("{base}/ui/api/traces"), Some(MASTER)).await;
     assert_eq!(empty["traces"], json!([]));
@@ -247,7 +251,7 @@ async fn a_call_shows_up_in_the_list_and_its_span_tree_in_the_detail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_list_filters_and_follows_new_calls() {
-    let p = proxy(&with_master(""), &[]).await;
+    let p = proxy(&with_master(""), UI_TRACES).await;
     let base = p.url();
     assert_eq!(chat(&base, Some(MASTER), hello("mock")).await, 200);
     let mut failing = hello("mock");
@@ -304,7 +308,7 @@ async fn the_list_filters_and_follows_new_calls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_models_view_lists_deployments_without_secrets_and_with_recent_health() {
-    let p = proxy(&with_master(""), &[]).await;
+    let p = proxy(&with_master(""), UI_TRACES).await;
     let base = p.url();
     assert_eq!(chat(&base, Some(MASTER), hello("mock")).await, 200);
     let resp = http()
@@ -432,6 +436,7 @@ async fn the_buffer_is_one_more_destination_beside_the_exporter() {
     let vars = [
         ("OTEL_EXPORTER", "otlp_http"),
         ("OTEL_ENDPOINT", endpoint.as_str()),
+        ("TRACEWAY_UI_TRACES", "200"),
     ];
     let p = proxy(&with_master(""), &vars).await;
     assert_eq!(chat(&p.url(), Some(MASTER), hello("mock")).await, 200);
@@ -440,4 +445,23 @@ async fn the_buffer_is_one_more_destination_beside_the_exporter() {
     p.shutdown().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(rx.spans().is_empty() && rx.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tracing_off_the_page_keeps_no_traces_unless_asked() {
+    let p = proxy(&with_master(""), &[]).await;
+    assert!(
+        p.app.telemetry.is_none(),
+        "no callback and no buffer asked for: no span work at all"
+    );
+    assert!(p.app.state.ui_traces.is_none());
+    assert_eq!(chat(&p.url(), Some(MASTER), hello("mock")).await, 200);
+    let (_, info) = get(&format!("{}/ui/api/info", p.url()), Some(MASTER)).await;
+    assert_eq!(info["traces"]["enabled"], false);
+    let reason = info["traces"]["disabled_reason"].as_str().unwrap();
+    assert!(reason.contains("tracing is off"), "{reason}");
+    assert!(reason.contains("TRACEWAY_UI_TRACES"), "{reason}");
+    let (status, list) = get(&format!("{}/ui/api/traces", p.url()), Some(MASTER)).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["traces"], json!([]));
 }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use traceway_otel::config::CaptureContent;
 use traceway_otel::env::ProcessEnv;
 use traceway_otel::exporter::Telemetry;
-use traceway_otel::metrics::{Metrics, OperationLabels};
+use traceway_otel::metrics::{CallMeasures, Metrics, OperationLabels};
 
 /// How long one attempt may take when neither the request nor the deployment says.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -578,7 +578,13 @@ impl Client {
                 Some(last_err.kind.error_class()),
                 team_id,
             );
-            m.record_operation(&labels, started.elapsed().as_secs_f64());
+            m.record_call(
+                &labels,
+                CallMeasures {
+                    seconds: started.elapsed().as_secs_f64(),
+                    ..CallMeasures::default()
+                },
+            );
         }
         if let Some(t) = trace {
             if let Some(d) = &last_deployment {
@@ -610,10 +616,14 @@ impl Client {
                 if let (Some(m), Some(mut labels)) = (&self.inner.metrics, labels) {
                     labels.response_model =
                         Some(response_model(&resp).to_owned()).filter(|m| !m.is_empty());
-                    m.record_operation(&labels, started.elapsed().as_secs_f64());
-                    if let Some((input, output)) = response_usage(&resp) {
-                        m.record_tokens(&labels, input, output);
-                    }
+                    m.record_call(
+                        &labels,
+                        CallMeasures {
+                            seconds: started.elapsed().as_secs_f64(),
+                            tokens: response_usage(&resp),
+                            ..CallMeasures::default()
+                        },
+                    );
                 }
                 if let Some(tokens) = response_tokens(&resp) {
                     in_flight
@@ -677,10 +687,14 @@ impl Client {
                 (result, attempt)
             }
             Backend::Http(provider) => {
-                let mut upstream_request = request.clone();
-                if request.is_stream() {
-                    ask_for_usage(&mut upstream_request);
-                }
+                // Only a stream's request is changed on its way up (asking for usage).
+                let upstream_request = if request.is_stream() {
+                    let mut r = request.clone();
+                    ask_for_usage(&mut r);
+                    std::borrow::Cow::Owned(r)
+                } else {
+                    std::borrow::Cow::Borrowed(request)
+                };
                 let target = Target {
                     model: &deployment.model,
                     api_base: deployment.api_base.as_deref(),
@@ -691,15 +705,15 @@ impl Client {
                     Ok(up) => up,
                     Err(e) => return (Err(e), None),
                 };
-                let attempt = trace.map(|t| {
-                    t.start_attempt(deployment, op, number, fallback_depth, Some(&up.url))
-                });
-                let mut builder = self
-                    .inner
-                    .http
-                    .post(&up.url)
-                    .headers(up.headers)
-                    .body(up.body);
+                let url = deployment.parse_upstream_url(&up.url).ok();
+                let attempt = trace
+                    .map(|t| t.start_attempt(deployment, op, number, fallback_depth, url.as_ref()));
+                // An unparsable URL goes to reqwest as text, which reports it as usual.
+                let builder = match url {
+                    Some(url) => self.inner.http.post(url),
+                    None => self.inner.http.post(&up.url),
+                };
+                let mut builder = builder.headers(up.headers).body(up.body);
                 if let Some(a) = &attempt {
                     for (k, v) in a.propagation_headers() {
                         builder = builder.header(k, v);
@@ -847,21 +861,19 @@ impl StreamMetrics {
 
 impl Drop for StreamMetrics {
     fn drop(&mut self) {
-        let m = &self.metrics;
-        m.record_operation(&self.labels, self.started.elapsed().as_secs_f64());
+        let mut measures = CallMeasures {
+            seconds: self.started.elapsed().as_secs_f64(),
+            tokens: self.usage,
+            ..CallMeasures::default()
+        };
         if let Some(first) = self.first {
-            m.record_time_to_first_chunk(
-                &self.labels,
-                first.duration_since(self.started).as_secs_f64(),
-            );
+            measures.time_to_first_chunk = Some(first.duration_since(self.started).as_secs_f64());
             if let Some(last) = self.last.filter(|_| self.chunks > 1) {
-                let per = last.duration_since(first).as_secs_f64() / (self.chunks - 1) as f64;
-                m.record_time_per_output_chunk(&self.labels, per);
+                measures.time_per_output_chunk =
+                    Some(last.duration_since(first).as_secs_f64() / (self.chunks - 1) as f64);
             }
         }
-        if let Some((input, output)) = self.usage {
-            m.record_tokens(&self.labels, input, output);
-        }
+        self.metrics.record_call(&self.labels, measures);
     }
 }
 

@@ -6,7 +6,7 @@ use crate::router::DeploymentStats;
 use crate::types::Extra;
 use sha2::{Digest, Sha256};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// A secret string (a provider key) whose `Debug` never shows it.
@@ -101,6 +101,10 @@ pub struct Deployment {
     pub num_retries: Option<u32>,
     /// Health and usage the router keeps.
     pub stats: Arc<DeploymentStats>,
+    /// Its span attribute values, built once so that each call only bumps reference counts.
+    pub(crate) span_values: Arc<crate::telemetry::SpanValues>,
+    /// The last upstream URL built for it, parsed once for as long as it stays the same.
+    upstream_url: Arc<OnceLock<(String, url::Url)>>,
 }
 
 /// Whether a `litellm_params` key holds a secret (`aws_secret_access_key`, `vertex_credentials`
@@ -198,7 +202,15 @@ impl Deployment {
                 .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
                 .map(Secret::new)
         });
+        let span_values = Arc::new(crate::telemetry::SpanValues::new(
+            &id,
+            &config.model_name,
+            &config.model,
+            model,
+        ));
         Ok(Deployment {
+            span_values,
+            upstream_url: Arc::default(),
             id,
             model_group: config.model_name,
             model: model.to_owned(),
@@ -217,6 +229,23 @@ impl Deployment {
             num_retries: config.num_retries,
             stats: Arc::new(DeploymentStats::default()),
         })
+    }
+
+    /// `url` parsed, from the cache when it is the URL this deployment last used (the common
+    /// case: most providers' URL depends only on the deployment).
+    pub(crate) fn parse_upstream_url(&self, url: &str) -> Result<url::Url, url::ParseError> {
+        let cached = match self.upstream_url.get() {
+            Some(c) => c,
+            None => {
+                let parsed = url::Url::parse(url)?;
+                self.upstream_url.get_or_init(|| (url.to_owned(), parsed))
+            }
+        };
+        if cached.0 == url {
+            Ok(cached.1.clone())
+        } else {
+            url::Url::parse(url)
+        }
     }
 
     /// Provider prefix (`openai`, `mock` …).

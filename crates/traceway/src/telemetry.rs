@@ -6,8 +6,11 @@ use crate::error::Error;
 use crate::provider::{Chunk, Operation, Request, Response};
 use crate::types::{ChatMessage, MessageContent, Role, ToolCall, Usage};
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
-use opentelemetry::{Array, Context, KeyValue, StringValue, Value};
+use opentelemetry::{Array, Context, Key, KeyValue, StringValue, Value};
+use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Instant;
 use traceway_otel::config::CaptureContent;
 use traceway_otel::exporter::Telemetry;
@@ -15,6 +18,125 @@ use traceway_otel::keys as k;
 
 /// The text every redacted content value is replaced with.
 pub const REDACTED: &str = "redacted-by-traceway";
+
+/// A deployment's span attribute values, built once per deployment: the request path then
+/// clones reference-counted strings instead of copying them for every call.
+pub(crate) struct SpanValues {
+    id: StringValue,
+    model_group: StringValue,
+    provider_model: StringValue,
+    model: StringValue,
+    /// The HTTP attributes of the last upstream URL seen, parsed once for as long as the URL
+    /// stays the same (it does for most providers).
+    url: OnceLock<(String, Vec<KeyValue>)>,
+}
+
+fn shared(s: &str) -> StringValue {
+    StringValue::from(Arc::<str>::from(s))
+}
+
+impl SpanValues {
+    /// The values of a deployment with these names.
+    pub(crate) fn new(id: &str, model_group: &str, provider_model: &str, model: &str) -> Self {
+        SpanValues {
+            id: shared(id),
+            model_group: shared(model_group),
+            provider_model: shared(provider_model),
+            model: shared(model),
+            url: OnceLock::new(),
+        }
+    }
+
+    /// `http.request.method`, `url.full` (origin and path: never credentials or the query, which
+    /// may hold a key), `server.address` and `server.port` of an upstream URL.
+    fn url_attributes(&self, url: &url::Url) -> Vec<KeyValue> {
+        let cached = self
+            .url
+            .get_or_init(|| (url.as_str().to_owned(), url_attributes(url)));
+        if cached.0 == url.as_str() {
+            cached.1.clone()
+        } else {
+            url_attributes(url)
+        }
+    }
+}
+
+fn url_attributes(url: &url::Url) -> Vec<KeyValue> {
+    let mut attrs = vec![
+        KeyValue::new(k::HTTP_REQUEST_METHOD, "POST"),
+        KeyValue::new(
+            k::URL_FULL,
+            shared(&format!(
+                "{}{}",
+                url.origin().ascii_serialization(),
+                url.path()
+            )),
+        ),
+    ];
+    if let Some(host) = url.host_str() {
+        attrs.push(KeyValue::new(k::SERVER_ADDRESS, shared(host)));
+    }
+    if let Some(port) = url.port_or_known_default() {
+        attrs.push(KeyValue::new(k::SERVER_PORT, i64::from(port)));
+    }
+    attrs
+}
+
+/// Messages, choices and tools whose indexed keys are built once; later ones are formatted.
+const CACHED_INDICES: usize = 32;
+
+/// The keys `{prefix}.{i}.{field}` for the first [`CACHED_INDICES`] values of `i`.
+struct KeyTable {
+    prefix: &'static str,
+    field: &'static str,
+    keys: Vec<Key>,
+}
+
+impl KeyTable {
+    fn new(prefix: &'static str, field: &'static str) -> Self {
+        KeyTable {
+            prefix,
+            field,
+            keys: (0..CACHED_INDICES)
+                .map(|i| Key::from(Arc::<str>::from(format!("{prefix}.{i}.{field}"))))
+                .collect(),
+        }
+    }
+
+    fn key(&self, i: usize) -> Key {
+        match self.keys.get(i) {
+            Some(key) => key.clone(),
+            None => Key::from(format!("{}.{i}.{}", self.prefix, self.field)),
+        }
+    }
+}
+
+macro_rules! key_table {
+    ($name:ident, $prefix:expr, $field:literal) => {
+        static $name: LazyLock<KeyTable> = LazyLock::new(|| KeyTable::new($prefix, $field));
+    };
+}
+key_table!(PROMPT_ROLE, k::GEN_AI_PROMPT_PREFIX, "role");
+key_table!(PROMPT_CONTENT, k::GEN_AI_PROMPT_PREFIX, "content");
+key_table!(PROMPT_TOOL_CALL_ID, k::GEN_AI_PROMPT_PREFIX, "tool_call_id");
+key_table!(FUNCTION_NAME, k::LLM_REQUEST_FUNCTIONS_PREFIX, "name");
+key_table!(
+    FUNCTION_DESCRIPTION,
+    k::LLM_REQUEST_FUNCTIONS_PREFIX,
+    "description"
+);
+key_table!(
+    FUNCTION_PARAMETERS,
+    k::LLM_REQUEST_FUNCTIONS_PREFIX,
+    "parameters"
+);
+key_table!(COMPLETION_ROLE, k::GEN_AI_COMPLETION_PREFIX, "role");
+key_table!(COMPLETION_CONTENT, k::GEN_AI_COMPLETION_PREFIX, "content");
+key_table!(
+    COMPLETION_FINISH_REASON,
+    k::GEN_AI_COMPLETION_PREFIX,
+    "finish_reason"
+);
 
 /// How a client records calls: the exporter pipeline and the span-shape settings.
 #[derive(Clone)]
@@ -124,14 +246,6 @@ fn string_array(items: impl IntoIterator<Item = String>) -> Value {
     Value::Array(Array::String(
         items.into_iter().map(StringValue::from).collect(),
     ))
-}
-
-fn content_text(text: &str, redact: bool) -> String {
-    if redact {
-        REDACTED.to_owned()
-    } else {
-        text.to_owned()
-    }
 }
 
 impl CallTrace {
@@ -265,11 +379,12 @@ impl CallTrace {
         if !self.shape.semconv_latest {
             a.push(KeyValue::new(k::GEN_AI_SYSTEM, d.semconv_provider()));
         }
+        let v = &d.span_values;
         a.extend([
             KeyValue::new(k::GEN_AI_PROVIDER_NAME, d.semconv_provider()),
-            KeyValue::new(k::GEN_AI_REQUEST_MODEL, d.model.clone()),
-            KeyValue::new(k::LITELLM_PROVIDER_MODEL, d.provider_model.clone()),
-            KeyValue::new(k::LITELLM_MODEL_ID, d.id.clone()),
+            KeyValue::new(k::GEN_AI_REQUEST_MODEL, v.model.clone()),
+            KeyValue::new(k::LITELLM_PROVIDER_MODEL, v.provider_model.clone()),
+            KeyValue::new(k::LITELLM_MODEL_ID, v.id.clone()),
             KeyValue::new(k::LITELLM_ATTEMPTED_RETRIES, i64::from(retries)),
             KeyValue::new(k::LITELLM_ATTEMPTED_FALLBACKS, i64::from(fallbacks)),
         ]);
@@ -292,18 +407,20 @@ impl CallTrace {
         op: Operation,
         attempt: u32,
         fallback_depth: u32,
-        url: Option<&str>,
+        url: Option<&url::Url>,
     ) -> AttemptTrace {
         let tracer = self.tracing.telemetry.tracer();
-        let mut attrs = vec![
+        let v = &deployment.span_values;
+        let mut attrs = Vec::with_capacity(12);
+        attrs.extend([
             KeyValue::new(k::GEN_AI_OPERATION_NAME, op.semconv_name()),
             KeyValue::new(k::GEN_AI_PROVIDER_NAME, deployment.semconv_provider()),
-            KeyValue::new(k::GEN_AI_REQUEST_MODEL, deployment.model.clone()),
-            KeyValue::new(k::LITELLM_MODEL_GROUP, deployment.model_group.clone()),
-            KeyValue::new(k::LITELLM_MODEL_ID, deployment.id.clone()),
+            KeyValue::new(k::GEN_AI_REQUEST_MODEL, v.model.clone()),
+            KeyValue::new(k::LITELLM_MODEL_GROUP, v.model_group.clone()),
+            KeyValue::new(k::LITELLM_MODEL_ID, v.id.clone()),
             KeyValue::new(k::LITELLM_ATTEMPT, i64::from(attempt)),
             KeyValue::new(k::LITELLM_FALLBACK_DEPTH, i64::from(fallback_depth)),
-        ];
+        ]);
         if !self.shape.semconv_latest {
             attrs.push(KeyValue::new(
                 k::GEN_AI_SYSTEM,
@@ -316,18 +433,8 @@ impl CallTrace {
         } else {
             std::borrow::Cow::Borrowed(k::SPAN_RAW_REQUEST)
         };
-        if let Some(url) = url.and_then(|u| url::Url::parse(u).ok()) {
-            attrs.push(KeyValue::new(k::HTTP_REQUEST_METHOD, "POST"));
-            attrs.push(KeyValue::new(
-                k::URL_FULL,
-                format!("{}{}", url.origin().ascii_serialization(), url.path()),
-            ));
-            if let Some(host) = url.host_str() {
-                attrs.push(KeyValue::new(k::SERVER_ADDRESS, host.to_owned()));
-            }
-            if let Some(port) = url.port_or_known_default() {
-                attrs.push(KeyValue::new(k::SERVER_PORT, i64::from(port)));
-            }
+        if let Some(url) = url {
+            attrs.extend(v.url_attributes(url));
         }
         let span = tracer
             .span_builder(name)
@@ -346,13 +453,13 @@ impl CallTrace {
         id: &str,
         model: &str,
         usage: Option<&Usage>,
-        outputs: &[OutputChoice],
+        outputs: &[OutputView<'_>],
         a: &mut Vec<KeyValue>,
     ) {
         response_ids(id, model, a);
         let reasons: Vec<String> = outputs
             .iter()
-            .filter_map(|c| c.finish_reason.clone())
+            .filter_map(|c| c.finish_reason.map(str::to_owned))
             .collect();
         a.push(KeyValue::new(
             k::GEN_AI_RESPONSE_FINISH_REASONS,
@@ -372,27 +479,30 @@ impl CallTrace {
         let mut a = Vec::new();
         match response {
             Response::Chat(r) => {
-                let outputs: Vec<OutputChoice> = r
+                let outputs: Vec<OutputView<'_>> = r
                     .choices
                     .iter()
-                    .map(|c| OutputChoice {
+                    .map(|c| OutputView {
                         index: c.index,
-                        text: c.message.content.as_ref().map(MessageContent::text),
-                        tool_calls: c.message.tool_calls.clone().unwrap_or_default(),
-                        finish_reason: c.finish_reason.clone(),
+                        text: c.message.content.as_ref().map(|m| match m {
+                            MessageContent::Text(t) => Cow::Borrowed(t.as_str()),
+                            parts => Cow::Owned(parts.text()),
+                        }),
+                        tool_calls: c.message.tool_calls.as_deref().unwrap_or_default(),
+                        finish_reason: c.finish_reason.as_deref(),
                     })
                     .collect();
                 self.output_attributes(&r.id, &r.model, r.usage.as_ref(), &outputs, &mut a);
             }
             Response::Completion(r) => {
-                let outputs: Vec<OutputChoice> = r
+                let outputs: Vec<OutputView<'_>> = r
                     .choices
                     .iter()
-                    .map(|c| OutputChoice {
+                    .map(|c| OutputView {
                         index: c.index,
-                        text: Some(c.text.clone()),
-                        tool_calls: Vec::new(),
-                        finish_reason: c.finish_reason.clone(),
+                        text: Some(Cow::Borrowed(c.text.as_str())),
+                        tool_calls: &[],
+                        finish_reason: c.finish_reason.as_deref(),
                     })
                     .collect();
                 self.output_attributes(&r.id, &r.model, r.usage.as_ref(), &outputs, &mut a);
@@ -636,48 +746,89 @@ fn conversation_id(request: &Request) -> Option<String> {
         .and_then(|v| v.as_str().map(str::to_owned))
 }
 
-fn part_json(text: String) -> serde_json::Value {
-    serde_json::json!({"type": "text", "content": text})
+/// One part of a GenAI message (`gen_ai.input.messages` …). Fields are in alphabetical order,
+/// the order `serde_json::Value` maps print in, so the JSON reads the same as ever.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Part<'a> {
+    Text {
+        content: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+    ToolCall {
+        arguments: &'a str,
+        id: &'a str,
+        name: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+    ToolCallResponse {
+        id: Option<&'a str>,
+        response: Option<&'a str>,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
 }
 
-fn tool_call_parts(calls: &[ToolCall], redact: bool) -> Vec<serde_json::Value> {
-    calls
-        .iter()
-        .map(|c| {
-            serde_json::json!({
-                "type": "tool_call",
-                "id": c.id,
-                "name": c.function.name,
-                "arguments": content_text(&c.function.arguments, redact),
-            })
-        })
-        .collect()
+impl<'a> Part<'a> {
+    fn text(content: &'a str) -> Self {
+        Part::Text {
+            content,
+            kind: "text",
+        }
+    }
 }
 
-fn message_text(m: &ChatMessage, redact: bool) -> Option<String> {
+/// One message of `gen_ai.input.messages` / `gen_ai.output.messages`.
+#[derive(Serialize)]
+struct JsonMessage<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finish_reason: Option<&'a str>,
+    parts: Vec<Part<'a>>,
+    role: &'a str,
+}
+
+/// `text`, or the redaction marker.
+fn shown(text: &str, redact: bool) -> &str {
+    if redact { REDACTED } else { text }
+}
+
+fn tool_call_parts<'a>(calls: &'a [ToolCall], redact: bool, parts: &mut Vec<Part<'a>>) {
+    parts.extend(calls.iter().map(|c| Part::ToolCall {
+        arguments: shown(&c.function.arguments, redact),
+        id: &c.id,
+        name: &c.function.name,
+        kind: "tool_call",
+    }));
+}
+
+fn message_text(m: &ChatMessage, redact: bool) -> Option<Cow<'_, str>> {
     m.content.as_ref().map(|c| match c {
-        MessageContent::Text(t) => content_text(t, redact),
-        MessageContent::Parts(_) if redact => REDACTED.to_owned(),
-        MessageContent::Parts(_) => serde_json::to_string(c).unwrap_or_default(),
+        MessageContent::Text(t) => Cow::Borrowed(shown(t, redact)),
+        MessageContent::Parts(_) if redact => Cow::Borrowed(REDACTED),
+        MessageContent::Parts(_) => Cow::Owned(serde_json::to_string(c).unwrap_or_default()),
     })
+}
+
+fn to_json(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 fn input_content(request: &Request, redact: bool, c: &mut Content) {
     match request {
         Request::Chat(r) => {
-            let mut input = Vec::new();
+            let texts: Vec<Option<Cow<'_, str>>> =
+                r.messages.iter().map(|m| message_text(m, redact)).collect();
+            let mut input = Vec::with_capacity(r.messages.len());
             let mut system = Vec::new();
-            for (i, m) in r.messages.iter().enumerate() {
-                let text = message_text(m, redact);
-                c.indexed.push(KeyValue::new(
-                    format!("{}.{i}.role", k::GEN_AI_PROMPT_PREFIX),
-                    m.role.as_str(),
-                ));
-                if let Some(t) = &text {
-                    c.indexed.push(KeyValue::new(
-                        format!("{}.{i}.content", k::GEN_AI_PROMPT_PREFIX),
-                        t.clone(),
-                    ));
+            for (i, (m, text)) in r.messages.iter().zip(&texts).enumerate() {
+                let text = text.as_deref();
+                c.indexed
+                    .push(KeyValue::new(PROMPT_ROLE.key(i), m.role.as_str()));
+                if let Some(t) = text {
+                    c.indexed
+                        .push(KeyValue::new(PROMPT_CONTENT.key(i), t.to_owned()));
                 }
                 let calls = m.tool_calls.as_deref().unwrap_or_default();
                 for (j, call) in calls.iter().enumerate() {
@@ -687,88 +838,87 @@ fn input_content(request: &Request, redact: bool, c: &mut Content) {
                     ));
                     c.indexed.push(KeyValue::new(
                         format!("{}.{i}.tool_calls.{j}.arguments", k::GEN_AI_PROMPT_PREFIX),
-                        content_text(&call.function.arguments, redact),
+                        shown(&call.function.arguments, redact).to_owned(),
                     ));
                 }
                 if let Some(id) = &m.tool_call_id {
-                    c.indexed.push(KeyValue::new(
-                        format!("{}.{i}.tool_call_id", k::GEN_AI_PROMPT_PREFIX),
-                        id.clone(),
-                    ));
+                    c.indexed
+                        .push(KeyValue::new(PROMPT_TOOL_CALL_ID.key(i), id.clone()));
                 }
                 match m.role {
                     Role::System | Role::Developer => {
-                        system.push(part_json(text.unwrap_or_default()));
+                        system.push(Part::text(text.unwrap_or_default()));
                     }
-                    Role::Tool | Role::Function => input.push(serde_json::json!({
-                        "role": "tool",
-                        "parts": [{"type": "tool_call_response", "id": m.tool_call_id, "response": text}],
-                    })),
+                    Role::Tool | Role::Function => input.push(JsonMessage {
+                        finish_reason: None,
+                        parts: vec![Part::ToolCallResponse {
+                            id: m.tool_call_id.as_deref(),
+                            response: text,
+                            kind: "tool_call_response",
+                        }],
+                        role: "tool",
+                    }),
                     Role::User | Role::Assistant => {
-                        let mut parts: Vec<serde_json::Value> = text.into_iter().map(part_json).collect();
-                        parts.extend(tool_call_parts(calls, redact));
-                        input.push(serde_json::json!({"role": m.role.as_str(), "parts": parts}));
+                        let mut parts: Vec<Part<'_>> = text.into_iter().map(Part::text).collect();
+                        tool_call_parts(calls, redact, &mut parts);
+                        input.push(JsonMessage {
+                            finish_reason: None,
+                            parts,
+                            role: m.role.as_str(),
+                        });
                     }
                 }
             }
-            c.json.push(KeyValue::new(
-                k::GEN_AI_INPUT_MESSAGES,
-                serde_json::Value::Array(input).to_string(),
-            ));
+            c.json
+                .push(KeyValue::new(k::GEN_AI_INPUT_MESSAGES, to_json(&input)));
             if !system.is_empty() {
                 c.json.push(KeyValue::new(
                     k::GEN_AI_SYSTEM_INSTRUCTIONS,
-                    serde_json::Value::Array(system).to_string(),
+                    to_json(&system),
                 ));
             }
             for (i, t) in r.tools.iter().flatten().enumerate() {
-                let p = k::LLM_REQUEST_FUNCTIONS_PREFIX;
-                c.indexed.push(KeyValue::new(
-                    format!("{p}.{i}.name"),
-                    t.function.name.clone(),
-                ));
+                c.indexed
+                    .push(KeyValue::new(FUNCTION_NAME.key(i), t.function.name.clone()));
                 if let Some(d) = &t.function.description {
                     c.indexed
-                        .push(KeyValue::new(format!("{p}.{i}.description"), d.clone()));
+                        .push(KeyValue::new(FUNCTION_DESCRIPTION.key(i), d.clone()));
                 }
                 if let Some(params) = &t.function.parameters {
                     c.indexed.push(KeyValue::new(
-                        format!("{p}.{i}.parameters"),
+                        FUNCTION_PARAMETERS.key(i),
                         params.to_string(),
                     ));
                 }
             }
         }
         Request::Completion(r) => {
-            let text = content_text(&r.prompt_text(), redact);
-            c.indexed.push(KeyValue::new(
-                format!("{}.0.role", k::GEN_AI_PROMPT_PREFIX),
-                "user",
-            ));
-            c.indexed.push(KeyValue::new(
-                format!("{}.0.content", k::GEN_AI_PROMPT_PREFIX),
-                text.clone(),
-            ));
-            let input = serde_json::json!([{"role": "user", "parts": [part_json(text)]}]);
+            let prompt = r.prompt_text();
+            let text = shown(&prompt, redact);
+            c.indexed.push(KeyValue::new(PROMPT_ROLE.key(0), "user"));
+            c.indexed
+                .push(KeyValue::new(PROMPT_CONTENT.key(0), text.to_owned()));
+            let input = [JsonMessage {
+                finish_reason: None,
+                parts: vec![Part::text(text)],
+                role: "user",
+            }];
             c.json
-                .push(KeyValue::new(k::GEN_AI_INPUT_MESSAGES, input.to_string()));
+                .push(KeyValue::new(k::GEN_AI_INPUT_MESSAGES, to_json(&input)));
         }
         Request::Embedding(r) => {
             for (i, t) in r.input.texts().iter().enumerate() {
+                c.indexed.push(KeyValue::new(PROMPT_ROLE.key(i), "user"));
                 c.indexed.push(KeyValue::new(
-                    format!("{}.{i}.role", k::GEN_AI_PROMPT_PREFIX),
-                    "user",
-                ));
-                c.indexed.push(KeyValue::new(
-                    format!("{}.{i}.content", k::GEN_AI_PROMPT_PREFIX),
-                    content_text(t, redact),
+                    PROMPT_CONTENT.key(i),
+                    shown(t, redact).to_owned(),
                 ));
             }
         }
     }
 }
 
-/// One choice of the output, gathered from a response or a stream.
+/// One choice of the output, gathered from a stream.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct OutputChoice {
     index: u32,
@@ -777,24 +927,43 @@ pub(crate) struct OutputChoice {
     finish_reason: Option<String>,
 }
 
-fn output_content(choices: &[OutputChoice], redact: bool, out_c: &mut Content) {
+/// One choice of the output as recorded, borrowed from a response or a stream's gathering.
+struct OutputView<'a> {
+    index: u32,
+    text: Option<Cow<'a, str>>,
+    tool_calls: &'a [ToolCall],
+    finish_reason: Option<&'a str>,
+}
+
+impl<'a> From<&'a OutputChoice> for OutputView<'a> {
+    fn from(c: &'a OutputChoice) -> Self {
+        OutputView {
+            index: c.index,
+            text: c.text.as_deref().map(Cow::Borrowed),
+            tool_calls: &c.tool_calls,
+            finish_reason: c.finish_reason.as_deref(),
+        }
+    }
+}
+
+fn output_content(choices: &[OutputView<'_>], redact: bool, out_c: &mut Content) {
     let p = k::GEN_AI_COMPLETION_PREFIX;
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(choices.len());
     for ch in choices {
-        let i = ch.index;
-        let text = ch.text.as_deref().map(|t| content_text(t, redact));
+        let i = ch.index as usize;
+        let text = ch.text.as_deref().map(|t| shown(t, redact));
         out_c
             .indexed
-            .push(KeyValue::new(format!("{p}.{i}.role"), "assistant"));
-        if let Some(t) = &text {
+            .push(KeyValue::new(COMPLETION_ROLE.key(i), "assistant"));
+        if let Some(t) = text {
             out_c
                 .indexed
-                .push(KeyValue::new(format!("{p}.{i}.content"), t.clone()));
+                .push(KeyValue::new(COMPLETION_CONTENT.key(i), t.to_owned()));
         }
-        if let Some(f) = &ch.finish_reason {
+        if let Some(f) = ch.finish_reason {
             out_c
                 .indexed
-                .push(KeyValue::new(format!("{p}.{i}.finish_reason"), f.clone()));
+                .push(KeyValue::new(COMPLETION_FINISH_REASON.key(i), f.to_owned()));
         }
         for (j, call) in ch.tool_calls.iter().enumerate() {
             out_c.indexed.push(KeyValue::new(
@@ -807,21 +976,20 @@ fn output_content(choices: &[OutputChoice], redact: bool, out_c: &mut Content) {
             ));
             out_c.indexed.push(KeyValue::new(
                 format!("{p}.{i}.tool_calls.{j}.arguments"),
-                content_text(&call.function.arguments, redact),
+                shown(&call.function.arguments, redact).to_owned(),
             ));
         }
-        let mut parts: Vec<serde_json::Value> = text.into_iter().map(part_json).collect();
-        parts.extend(tool_call_parts(&ch.tool_calls, redact));
-        out.push(serde_json::json!({
-            "role": "assistant",
-            "parts": parts,
-            "finish_reason": ch.finish_reason.clone().unwrap_or_default(),
-        }));
+        let mut parts: Vec<Part<'_>> = text.into_iter().map(Part::text).collect();
+        tool_call_parts(ch.tool_calls, redact, &mut parts);
+        out.push(JsonMessage {
+            finish_reason: Some(ch.finish_reason.unwrap_or_default()),
+            parts,
+            role: "assistant",
+        });
     }
-    out_c.json.push(KeyValue::new(
-        k::GEN_AI_OUTPUT_MESSAGES,
-        serde_json::Value::Array(out).to_string(),
-    ));
+    out_c
+        .json
+        .push(KeyValue::new(k::GEN_AI_OUTPUT_MESSAGES, to_json(&out)));
 }
 
 /// What a stream has said so far, recorded when it ends.
@@ -937,7 +1105,7 @@ impl StreamTrace {
 
     fn record_output(&self, call: &mut CallTrace) {
         let mut a = Vec::new();
-        let choices: Vec<OutputChoice> = self.choices.values().cloned().collect();
+        let choices: Vec<OutputView<'_>> = self.choices.values().map(OutputView::from).collect();
         call.output_attributes(&self.id, &self.model, self.usage.as_ref(), &choices, &mut a);
         if let Some(t) = self.first_chunk {
             a.push(KeyValue::new(k::GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, t));

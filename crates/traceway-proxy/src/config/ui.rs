@@ -20,23 +20,31 @@ pub const MAX_TRACE_BUFFER_SIZE: usize = 100_000;
 pub struct UiSettings {
     /// Serve `/ui` and its APIs (`general_settings.ui`, default on; `DISABLE_ADMIN_UI=true` off).
     pub enabled: bool,
-    /// Recent traces kept for the page; 0 keeps none, and then the page adds no span work.
-    pub trace_buffer_size: usize,
+    /// Recent traces kept for the page, when the config or the environment says; 0 keeps none,
+    /// and then the page adds no span work.
+    pub trace_buffer_size: Option<usize>,
 }
 
 impl Default for UiSettings {
     fn default() -> Self {
         UiSettings {
             enabled: true,
-            trace_buffer_size: DEFAULT_TRACE_BUFFER_SIZE,
+            trace_buffer_size: None,
         }
     }
 }
 
 impl UiSettings {
-    /// The number of traces to keep, or `None` when the page keeps none (off, or size 0).
-    pub fn trace_buffer(&self) -> Option<usize> {
-        (self.enabled && self.trace_buffer_size > 0).then_some(self.trace_buffer_size)
+    /// The number of traces to keep, or `None` when the page keeps none: the page is off, the
+    /// size is 0, or no size was given and tracing is off (so that "tracing off" means no span
+    /// work on the request path unless the operator asks for the page's traces).
+    pub fn trace_buffer(&self, tracing_on: bool) -> Option<usize> {
+        let size = match self.trace_buffer_size {
+            Some(n) => n,
+            None if tracing_on => DEFAULT_TRACE_BUFFER_SIZE,
+            None => 0,
+        };
+        (self.enabled && size > 0).then_some(size)
     }
 }
 
@@ -92,7 +100,7 @@ pub(super) fn settings(
     let bad_size = || format!("must be a whole number of traces from 0 to {MAX_TRACE_BUFFER_SIZE}");
     match get("ui_trace_buffer_size") {
         Some(v) => match size(v) {
-            Some(n) => out.trace_buffer_size = n,
+            Some(n) => out.trace_buffer_size = Some(n),
             None => problems.push(ConfigProblem {
                 path: "general_settings.ui_trace_buffer_size".into(),
                 message: bad_size(),
@@ -101,7 +109,7 @@ pub(super) fn settings(
         None => {
             if let Some(v) = env.var(TRACEWAY_UI_TRACES).filter(|v| !v.trim().is_empty()) {
                 match size(&Value::String(v)) {
-                    Some(n) => out.trace_buffer_size = n,
+                    Some(n) => out.trace_buffer_size = Some(n),
                     None => problems.push(ConfigProblem {
                         path: TRACEWAY_UI_TRACES.into(),
                         message: bad_size(),
@@ -127,12 +135,23 @@ mod tests {
     }
 
     #[test]
-    fn on_with_200_traces_by_default() {
+    fn on_with_200_traces_by_default_when_tracing_is_on() {
         let mut problems = Vec::new();
         let s = settings(&json!({}), &env(&[]), &mut problems);
         assert!(problems.is_empty());
         assert_eq!(s, UiSettings::default());
-        assert_eq!(s.trace_buffer(), Some(DEFAULT_TRACE_BUFFER_SIZE));
+        assert_eq!(s.trace_buffer(true), Some(DEFAULT_TRACE_BUFFER_SIZE));
+        assert_eq!(s.trace_buffer(false), None, "tracing off: no span work");
+        let s = settings(
+            &json!({}),
+            &env(&[(TRACEWAY_UI_TRACES, "50")]),
+            &mut problems,
+        );
+        assert_eq!(
+            s.trace_buffer(false),
+            Some(50),
+            "asked for: kept with tracing off"
+        );
     }
 
     #[test]
@@ -140,15 +159,15 @@ mod tests {
         let mut problems = Vec::new();
         let vars = env(&[(DISABLE_ADMIN_UI, "True"), (TRACEWAY_UI_TRACES, "7")]);
         let s = settings(&json!({}), &vars, &mut problems);
-        assert_eq!((s.enabled, s.trace_buffer_size), (false, 7));
-        assert_eq!(s.trace_buffer(), None, "off keeps nothing");
+        assert_eq!((s.enabled, s.trace_buffer_size), (false, Some(7)));
+        assert_eq!(s.trace_buffer(true), None, "off keeps nothing");
         let s = settings(
             &json!({"general_settings": {"ui": true, "ui_trace_buffer_size": 0}}),
             &vars,
             &mut problems,
         );
-        assert_eq!((s.enabled, s.trace_buffer_size), (true, 0));
-        assert_eq!(s.trace_buffer(), None, "size 0 keeps nothing");
+        assert_eq!((s.enabled, s.trace_buffer_size), (true, Some(0)));
+        assert_eq!(s.trace_buffer(true), None, "size 0 keeps nothing");
         assert!(problems.is_empty(), "{problems:?}");
     }
 
