@@ -12,7 +12,7 @@
 use anyhow::Context as _;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use http::{Request, header};
+use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -33,9 +33,22 @@ pub fn histogram() -> anyhow::Result<Hist> {
     Ok(Histogram::new_with_bounds(1_000, HIST_MAX_NS, 3)?)
 }
 
-/// The key every request carries (`Authorization: Bearer …`): LiteLLM's proxy refuses to start
-/// without a master key, so it gets this one; Traceway runs open (its default) and ignores it.
-pub const API_KEY: &str = "sk-bench-4f1c2d7e9a0b3c5d6e7f8091a2b3c4d5";
+/// [`API_KEY`] as a literal, for `concat!`.
+macro_rules! api_key {
+    () => {
+        "sk-bench-4f1c2d7e9a0b3c5d6e7f8091a2b3c4d5"
+    };
+}
+
+/// The key every request carries by default (`Authorization: Bearer …`): LiteLLM's proxy refuses
+/// to start without a master key, so it gets this one; Traceway runs open (its default) and
+/// ignores it. The auth benchmark sets each case's own key with [`Target::with_key`].
+pub const API_KEY: &str = api_key!();
+
+/// `Bearer <key>` as a header value, built once rather than per request.
+pub fn bearer(key: &str) -> anyhow::Result<HeaderValue> {
+    HeaderValue::from_str(&format!("Bearer {key}")).context("the key is not a valid header value")
+}
 
 /// What to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,9 +68,27 @@ pub struct Target {
     pub path: String,
     /// The `model` field.
     pub model: String,
+    /// The `Authorization` header every request carries (none when `None`).
+    pub authorization: Option<HeaderValue>,
 }
 
 impl Target {
+    /// A target whose requests carry [`API_KEY`].
+    pub fn new(addr: SocketAddr, path: &str, model: &str) -> Self {
+        Target {
+            addr,
+            path: path.to_owned(),
+            model: model.to_owned(),
+            authorization: Some(HeaderValue::from_static(concat!("Bearer ", api_key!()))),
+        }
+    }
+
+    /// The same target, its requests carrying `Authorization: Bearer <key>`.
+    pub fn with_key(mut self, key: &str) -> anyhow::Result<Self> {
+        self.authorization = Some(bearer(key)?);
+        Ok(self)
+    }
+
     fn body(&self, kind: Kind) -> Bytes {
         let stream = match kind {
             Kind::Chat => "",
@@ -147,12 +178,15 @@ async fn one(sender: &mut Sender, target: &Target, body: &Bytes, kind: Kind) -> 
         *sender = connect(target.addr).await.map_err(|_| ())?;
         sender.ready().await.map_err(|_| ())?;
     }
-    let req = Request::post(target.path.as_str())
+    let mut req = Request::post(target.path.as_str())
         .header(header::HOST, "127.0.0.1")
         .header(header::CONTENT_TYPE, "application/json")
-        .header(header::AUTHORIZATION, format!("Bearer {API_KEY}"))
         .body(Full::new(body.clone()))
         .map_err(|_| ())?;
+    if let Some(auth) = &target.authorization {
+        req.headers_mut()
+            .insert(header::AUTHORIZATION, auth.clone());
+    }
     let resp = sender.send_request(req).await.map_err(|_| ())?;
     let ok = resp.status().is_success();
     let mut body = resp.into_body();
@@ -197,6 +231,49 @@ fn trim_end(b: &[u8]) -> &[u8] {
 
 fn ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// One request on a fresh connection, the whole answer read: its status and body. For set-up
+/// calls (`/key/generate`) and for the request that puts a key in the gateway's cache.
+pub async fn once(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    authorization: Option<&HeaderValue>,
+    body: Bytes,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    let mut sender = connect(addr).await?;
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, "127.0.0.1")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body))?;
+    if let Some(auth) = authorization {
+        req.headers_mut()
+            .insert(header::AUTHORIZATION, auth.clone());
+    }
+    let call = async {
+        let resp = sender.send_request(req).await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        anyhow::Ok((status, body))
+    };
+    tokio::time::timeout(Duration::from_secs(30), call)
+        .await
+        .with_context(|| format!("no answer from {addr}{path} within 30 s"))?
+}
+
+/// One chat completion to `target`, as the load sends it: its status and body.
+pub async fn chat_once(target: &Target) -> anyhow::Result<(StatusCode, Bytes)> {
+    once(
+        target.addr,
+        Method::POST,
+        &target.path,
+        target.authorization.as_ref(),
+        target.body(Kind::Chat),
+    )
+    .await
 }
 
 /// Closed loop: `concurrency` connections, each sending back to back for `duration`.

@@ -6,6 +6,7 @@
 //! Everything runs on 127.0.0.1, every phase is bounded in time, and every child is stopped at
 //! the end. `bench/run.sh` builds the binaries and runs this with sensible defaults.
 
+mod auth;
 mod load;
 mod machine;
 mod process;
@@ -25,7 +26,7 @@ pub const SPANS_PER_REQUEST: u64 = 2;
 
 /// The load harness of BENCHMARKS.md.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "traceway-bench", version)]
+#[command(name = "traceway-bench", version, args_override_self = true)]
 pub struct Cli {
     /// The release `traceway` binary (`cargo build --release -p traceway-proxy`).
     #[arg(long, default_value = "target/release/traceway")]
@@ -110,6 +111,28 @@ pub struct Cli {
     /// A run of a few seconds, to check that the harness works (figures meaningless).
     #[arg(long)]
     pub quick: bool,
+    /// Run the virtual-key auth benchmark instead (BENCHMARKS.md, "Virtual-key auth"): Traceway
+    /// with tracing off, with no auth, the master key and virtual keys, max-throughput rounds
+    /// interleaved across `--auth-cases`, then `--rate` for `--rate-seconds` each (0: skip).
+    #[arg(long)]
+    pub auth: bool,
+    /// Cases of `--auth`, in order: `noauth` (no master key), `master` (the master key),
+    /// `vkey-sqlite`, `vkey-postgres` (a virtual key from `/key/generate`, SQLite or PostgreSQL
+    /// key store), `vkey-postgres-redis` (PostgreSQL plus Redis, the key made with a large
+    /// `rpm_limit` so that the Redis rate limiter runs on every request).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "noauth,master,vkey-sqlite,vkey-postgres,vkey-postgres-redis"
+    )]
+    pub auth_cases: Vec<String>,
+    /// PostgreSQL server of the `vkey-postgres*` cases; each case gets a schema of its own,
+    /// created and dropped with `psql`. Unset: those cases are left out, with a note.
+    #[arg(long, env = "TRACEWAY_TEST_POSTGRES_URL", hide_env_values = true)]
+    pub postgres_url: Option<String>,
+    /// Redis server of the `vkey-postgres-redis` case. Unset: that case is left out.
+    #[arg(long, env = "TRACEWAY_TEST_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
 }
 
 impl Cli {
@@ -238,15 +261,19 @@ const TRACEWAY_CASES: &[TracewayCase] = &[
     },
 ];
 
+/// How to start the `traceway` binary as case `id` on `config`: the `/ui` trace buffer kept or
+/// not, OTLP export to `otlp` if given, `extra` environment on top of `--traceway-env`.
 fn traceway_launch(
     cli: &Cli,
-    case: &TracewayCase,
+    id: &str,
+    ui_buffer: bool,
     config: &std::path::Path,
     otlp: Option<&receiver::Receiver>,
+    extra: &[(String, String)],
 ) -> anyhow::Result<process::Launch> {
     let port = process::free_port()?;
     let mut env = vec![("RUST_LOG".to_owned(), "warn".to_owned())];
-    if !case.ui_buffer {
+    if !ui_buffer {
         // The `/ui` page's in-memory trace buffer records spans even with tracing off;
         // 0 traces removes it and with it all span work.
         env.push(("TRACEWAY_UI_TRACES".to_owned(), "0".to_owned()));
@@ -264,8 +291,9 @@ fn traceway_launch(
             "http/protobuf".to_owned(),
         ));
     }
+    env.extend(extra.iter().cloned());
     Ok(process::Launch {
-        name: case.id.to_owned(),
+        name: id.to_owned(),
         program: cli.traceway_bin.clone(),
         args: vec![
             "serve".to_owned(),
@@ -277,7 +305,7 @@ fn traceway_launch(
             port.to_string(),
         ],
         env,
-        log: cli.work_dir.join(format!("traceway-{}.log", case.id)),
+        log: cli.work_dir.join(format!("traceway-{id}.log")),
         port,
     })
 }
@@ -388,6 +416,42 @@ async fn measured(
     Ok((o, cpu))
 }
 
+/// The max-throughput phase: `--rounds` closed-loop rounds of `--max-seconds`, interleaved
+/// across `cases` (a, b, c, a, b, c, …); requests sent per case. With `prime`, one request
+/// (which must succeed) goes to each case right before its round, so that a virtual key is in
+/// the gateway's cache when the round starts.
+async fn max_throughput(cli: &Cli, cases: &mut [Case], prime: bool) -> anyhow::Result<Vec<u64>> {
+    let mut max_requests = vec![0u64; cases.len()];
+    for round in 0..cli.rounds {
+        for (i, c) in cases.iter_mut().enumerate() {
+            eprintln!("  round {} — {}", round + 1, c.name);
+            if prime {
+                let (status, body) = load::chat_once(&c.target).await?;
+                c.results.requests_sent += 1;
+                anyhow::ensure!(
+                    status.is_success(),
+                    "{}: the request before round {} got {status}: {}",
+                    c.name,
+                    round + 1,
+                    String::from_utf8_lossy(&body)
+                );
+            }
+            let phase = load::closed(
+                &c.target,
+                Kind::Chat,
+                cli.concurrency,
+                secs(cli.max_seconds),
+            );
+            let (o, cpu) = measured(c, phase).await?;
+            c.sent(&o);
+            max_requests[i] += o.ok + o.errors;
+            c.results.max_cpu.add(&cpu);
+            c.results.max_rounds.push(o);
+        }
+    }
+    Ok(max_requests)
+}
+
 fn spans_now(c: &Case) -> u64 {
     c.receiver.as_ref().map_or(0, receiver::Receiver::spans)
 }
@@ -426,11 +490,7 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
             cases.push(Case {
                 id: id.clone(),
                 name: "direct to mock".to_owned(),
-                target: Target {
-                    addr: up.addr,
-                    path: path.clone(),
-                    model: upstream::MODEL.to_owned(),
-                },
+                target: Target::new(up.addr, &path, upstream::MODEL),
                 child: None,
                 launch: None,
                 receiver: None,
@@ -450,7 +510,7 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
             None
         };
         let cfg = if tc.otlp { &otlp_cfg } else { &off_cfg };
-        let launch = traceway_launch(&cli, tc, cfg, rx.as_ref())?;
+        let launch = traceway_launch(&cli, tc.id, tc.ui_buffer, cfg, rx.as_ref(), &[])?;
         let mut results = report::CaseResults::default();
         for (cold, rss) in cold_starts(&launch, cli.cold_starts, start_limit).await? {
             results.cold_starts.push(cold);
@@ -462,11 +522,7 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
         cases.push(Case {
             id: id.clone(),
             name: tc.name.to_owned(),
-            target: Target {
-                addr: ([127, 0, 0, 1], launch.port).into(),
-                path: path.clone(),
-                model: "bench".to_owned(),
-            },
+            target: Target::new(([127, 0, 0, 1], launch.port).into(), &path, "bench"),
             child: Some(guard),
             launch: Some(launch),
             exact_spans: rx.is_some(),
@@ -506,23 +562,7 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
 
     eprintln!("max throughput …");
     let mut span_base: Vec<u64> = cases.iter().map(spans_now).collect();
-    let mut max_requests = vec![0u64; cases.len()];
-    for round in 0..cli.rounds {
-        for (i, c) in cases.iter_mut().enumerate() {
-            eprintln!("  round {} — {}", round + 1, c.name);
-            let phase = load::closed(
-                &c.target,
-                Kind::Chat,
-                cli.concurrency,
-                secs(cli.max_seconds),
-            );
-            let (o, cpu) = measured(c, phase).await?;
-            c.sent(&o);
-            max_requests[i] += o.ok + o.errors;
-            c.results.max_cpu.add(&cpu);
-            c.results.max_rounds.push(o);
-        }
-    }
+    let max_requests = max_throughput(&cli, &mut cases, false).await?;
     for (i, c) in cases.iter_mut().enumerate() {
         c.results.spans_max = c.span_check(span_base[i], max_requests[i]).await;
     }
@@ -657,6 +697,7 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         upstream_requests: up.requests(),
         litellm_note,
+        notes: Vec::new(),
     };
     Ok(report::render(&run, &cases))
 }
@@ -684,11 +725,7 @@ async fn start_litellm(cli: &Cli, up: &upstream::Upstream, path: &str) -> anyhow
     Ok(Case {
         id: "litellm".to_owned(),
         name: format!("LiteLLM proxy {}, otel on", litellm_version(cli)),
-        target: Target {
-            addr: ([127, 0, 0, 1], launch.port).into(),
-            path: path.to_owned(),
-            model: "bench".to_owned(),
-        },
+        target: Target::new(([127, 0, 0, 1], launch.port).into(), path, "bench"),
         child: Some(guard),
         launch: Some(launch),
         receiver: Some(rx),
@@ -716,7 +753,11 @@ fn litellm_version(cli: &Cli) -> String {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let out = cli.out.clone();
-    let text = run(cli).await?;
+    let text = if cli.auth {
+        auth::run(cli).await?
+    } else {
+        run(cli).await?
+    };
     println!("{text}");
     if let Some(path) = out {
         std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
@@ -739,11 +780,7 @@ mod tests {
         })
         .await
         .unwrap();
-        let target = Target {
-            addr: up.addr,
-            path: "/v1/chat/completions".to_owned(),
-            model: upstream::MODEL.to_owned(),
-        };
+        let target = Target::new(up.addr, "/v1/chat/completions", upstream::MODEL);
         let o = load::closed(&target, Kind::Chat, 2, Duration::from_millis(150))
             .await
             .unwrap();

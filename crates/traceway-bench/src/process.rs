@@ -34,9 +34,13 @@ pub struct Launch {
 }
 
 impl Launch {
-    /// The command as a shell line, for the report.
+    /// The command as a shell line, for the report (passwords in URLs replaced by `***`).
     pub fn command_line(&self) -> String {
-        let mut parts: Vec<String> = self.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut parts: Vec<String> = self
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", hide_password(v)))
+            .collect();
         parts.push(self.program.display().to_string());
         parts.extend(self.args.iter().cloned());
         parts.join(" ")
@@ -61,6 +65,21 @@ impl Launch {
         }
         cmd.spawn()
             .with_context(|| format!("starting {}", self.program.display()))
+    }
+}
+
+/// `scheme://user:password@host…` with the password replaced by `***`; anything else as is.
+pub fn hide_password(value: &str) -> String {
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return value.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return value.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => value.to_owned(),
     }
 }
 
@@ -196,4 +215,23 @@ pub fn cpu_time(pid: Option<u32>) -> Option<Duration> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(Duration::from_millis((utime + stime) * 10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_stay_out_of_the_report() {
+        assert_eq!(
+            hide_password("postgres://tw:secret@127.0.0.1:5432/tw?options=x"),
+            "postgres://tw:***@127.0.0.1:5432/tw?options=x"
+        );
+        assert_eq!(
+            hide_password("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(hide_password("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
+        assert_eq!(hide_password("warn"), "warn");
+    }
 }

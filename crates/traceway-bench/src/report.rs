@@ -179,6 +179,8 @@ pub struct Run {
     pub upstream_requests: u64,
     /// Why LiteLLM is missing, when it was asked for.
     pub litellm_note: Option<String>,
+    /// Anything else the reader should know (cases left out, settings of the auth benchmark).
+    pub notes: Vec<String>,
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -225,17 +227,10 @@ fn added(h: &Hist, base: Option<&Hist>, q: f64) -> String {
     }
 }
 
-/// Renders the whole report.
-pub fn render(run: &Run, cases: &[Case]) -> String {
-    let mut s = String::new();
+/// The machine, the load, the harness's command and every gateway's command line.
+fn header(s: &mut String, run: &Run, cases: &[Case]) {
     let m = &run.machine;
     let cli = &run.cli;
-    let by_id = |id: &str| cases.iter().find(|c| c.id == id);
-    let direct = by_id("direct");
-    let off = by_id("off");
-    let otlp = by_id("otlp");
-    let lite = by_id("litellm");
-
     let _ = writeln!(
         s,
         "Machine: {} × {} ({} logical CPUs), {:.1} GiB RAM, Linux {}. Code: {}. Load average \
@@ -264,6 +259,21 @@ pub fn render(run: &Run, cases: &[Case]) -> String {
     if let Some(n) = &run.litellm_note {
         let _ = writeln!(s, "{n}\n");
     }
+    for n in &run.notes {
+        let _ = writeln!(s, "{n}\n");
+    }
+}
+
+/// Renders the whole report.
+pub fn render(run: &Run, cases: &[Case]) -> String {
+    let mut s = String::new();
+    let cli = &run.cli;
+    let by_id = |id: &str| cases.iter().find(|c| c.id == id);
+    let direct = by_id("direct");
+    let off = by_id("off");
+    let otlp = by_id("otlp");
+    let lite = by_id("litellm");
+    header(&mut s, run, cases);
 
     // Targets.
     let _ = writeln!(s, "### Targets (issues 4 and 9)\n");
@@ -576,6 +586,160 @@ pub fn render(run: &Run, cases: &[Case]) -> String {
             r.undecodable,
             r.other_exports
         );
+    }
+    s
+}
+
+/// `part / whole` as a percentage, to one decimal.
+fn pct(part: f64, whole: f64) -> String {
+    if whole > 0.0 {
+        format!("{:.1}%", 100.0 * part / whole)
+    } else {
+        "—".to_owned()
+    }
+}
+
+/// The median over rounds of `a`'s req/s divided by `b`'s in the same round: rounds are
+/// interleaved, so a neighbour's load that slows one round slows both sides of its ratio.
+pub fn paired_ratio(a: &CaseResults, b: &CaseResults) -> Option<f64> {
+    median(
+        a.max_rounds
+            .iter()
+            .zip(&b.max_rounds)
+            .filter(|(_, b)| b.rps() > 0.0)
+            .map(|(a, b)| a.rps() / b.rps())
+            .collect(),
+    )
+}
+
+/// Gateway CPU µs per request over the max-throughput rounds.
+fn cpu_us(r: &CaseResults) -> Option<f64> {
+    let cpu = &r.max_cpu;
+    let d = cpu.gateway?;
+    (cpu.requests > 0).then(|| d.as_secs_f64() * 1e6 / cpu.requests as f64)
+}
+
+/// Renders the report of `--auth`: the keys issue's target, then max throughput and CPU per
+/// request of every case against the master key and no auth, then the fixed-rate latencies.
+pub fn render_auth(run: &Run, cases: &[Case]) -> String {
+    let mut s = String::new();
+    let cli = &run.cli;
+    let by_id = |id: &str| cases.iter().find(|c| c.id == id);
+    let noauth = by_id("noauth");
+    let master = by_id("master");
+    header(&mut s, run, cases);
+
+    let _ = writeln!(
+        s,
+        "### Target (keys issue): with the key cached, a virtual key costs ≤ 5% of the master key's throughput\n"
+    );
+    let _ = writeln!(
+        s,
+        "| case | req/s vs master key (median rounds) | same, paired by round (median) | CPU µs/request vs master key | verdict (req/s ≥ 95%) | verdict (CPU ≤ 105%) |\n|---|---|---|---|---|---|"
+    );
+    if let Some(m) = master {
+        let m_rps = m.results.max_rps().unwrap_or(0.0);
+        let m_cpu = cpu_us(&m.results);
+        for c in cases.iter().filter(|c| c.id.starts_with("vkey")) {
+            let rps = c.results.max_rps().unwrap_or(0.0);
+            let paired = paired_ratio(&c.results, &m.results);
+            let cpu = cpu_us(&c.results);
+            let cpu_text = match (cpu, m_cpu) {
+                (Some(c), Some(m)) => format!("{c:.0} vs {m:.0} µs ({})", pct(c, m)),
+                _ => "—".to_owned(),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} ({rps:.0} vs {m_rps:.0}) | {} | {cpu_text} | {} | {} |",
+                c.name,
+                pct(rps, m_rps),
+                paired.map_or("—".to_owned(), |p| format!("{:.1}%", 100.0 * p)),
+                yes(m_rps > 0.0 && rps >= 0.95 * m_rps),
+                match (cpu, m_cpu) {
+                    (Some(c), Some(m)) => yes(c <= 1.05 * m),
+                    _ => "—",
+                }
+            );
+        }
+    }
+
+    let _ = writeln!(
+        s,
+        "\n### Max throughput (closed loop, {} keep-alive connections, {} round(s) of {} s interleaved across cases; median round)\n",
+        cli.concurrency, cli.rounds, cli.max_seconds
+    );
+    let _ = writeln!(
+        s,
+        "| case | req/s (median) | rounds | vs master key | vs no auth | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | gateway CPU µs/req | CPU vs master key | CPU vs no auth | harness CPU µs/req |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    let m_rps = master.and_then(|c| c.results.max_rps());
+    let n_rps = noauth.and_then(|c| c.results.max_rps());
+    let m_cpu = master.and_then(|c| cpu_us(&c.results));
+    let n_cpu = noauth.and_then(|c| cpu_us(&c.results));
+    let vs = |x: Option<f64>, base: Option<f64>| match (x, base) {
+        (Some(x), Some(b)) => pct(x, b),
+        _ => "—".to_owned(),
+    };
+    for c in cases {
+        let Some(rps) = c.results.max_rps() else {
+            continue;
+        };
+        let Some((h, errors)) = c.results.max_merged() else {
+            continue;
+        };
+        let rounds = c
+            .results
+            .max_rounds
+            .iter()
+            .map(|o| format!("{:.0}", o.rps()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let cpu = cpu_us(&c.results);
+        let _ = writeln!(
+            s,
+            "| {} | {rps:.0} | {rounds} | {} | {} | {} | {errors} | {} | {} | {} | {} |",
+            c.name,
+            vs(Some(rps), m_rps),
+            vs(Some(rps), n_rps),
+            pcts(&h),
+            c.results.max_cpu.gateway_us(),
+            vs(cpu, m_cpu),
+            vs(cpu, n_cpu),
+            c.results.max_cpu.harness_us()
+        );
+    }
+
+    if cases.iter().any(|c| c.results.rate.is_some()) {
+        let _ = writeln!(
+            s,
+            "\n### Fixed rate (open loop, {} connections; latency from each request's scheduled send time)\n",
+            cli.rate_connections
+        );
+        let _ = writeln!(
+            s,
+            "| case | rate × s | achieved req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | p50 vs master key | p99 vs master key | errors / not sent | gateway CPU µs/req |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        );
+        let m_rate = master
+            .and_then(|c| c.results.rate.as_ref())
+            .map(|r| &r.outcome.latency);
+        for c in cases {
+            let Some(r) = &c.results.rate else { continue };
+            let o = &r.outcome;
+            let _ = writeln!(
+                s,
+                "| {} | {:.0} × {:.0} | {:.0} | {} | {} | {} | {} / {} | {} |",
+                c.name,
+                r.rate,
+                r.seconds,
+                o.rps(),
+                pcts(&o.latency),
+                added(&o.latency, m_rate, 0.5),
+                added(&o.latency, m_rate, 0.99),
+                o.errors,
+                o.not_sent,
+                r.cpu.gateway_us()
+            );
+        }
     }
     s
 }
