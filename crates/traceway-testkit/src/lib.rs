@@ -12,4 +12,5 @@ pub mod openai_compatible_upstream;
 pub mod openai_upstream;
 pub mod otlp;
 pub mod scripted_upstream;
+pub mod span_counter;
 pub mod span_tree;

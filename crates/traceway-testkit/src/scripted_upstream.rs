@@ -3,20 +3,32 @@
 //! (Bedrock's SigV4 check), and answers from a queue of cued replies, else from the provider's
 //! fixture function. Stream pieces are bytes, so binary framings (AWS event-stream) are sent
 //! exactly as built.
+//!
+//! Transport faults for the reliability suites: a connection reset (RST) or close (FIN) instead
+//! of an answer, a body shorter than its `content-length`, a request never answered; and
+//! counters of open connections, cancelled requests and cancelled/completed streams, so a test
+//! can tell that every connection the gateway opened was closed again.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
+use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
+use axum::serve::IncomingStream;
 use bytes::Bytes;
 use serde_json::Value;
 use std::collections::VecDeque;
+use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 
 /// How a stream ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +68,27 @@ pub enum Reply {
     },
     /// Wait, then answer.
     Delay(Duration, Box<Reply>),
+    /// No answer: the connection is reset (TCP RST, `SO_LINGER` 0) once the request was read.
+    Reset,
+    /// No answer: the connection is closed (TCP FIN) once the request was read.
+    Close,
+    /// No answer ever: the request stays open until the caller gives up (counted in
+    /// [`ScriptedUpstream::requests_cancelled`]).
+    Stall,
+    /// A status and headers announcing `content_length` body bytes, then only `body` (fewer),
+    /// then the connection is cut (or, with `hang`, left open and silent).
+    Partial {
+        /// HTTP status.
+        status: u16,
+        /// `content-type`.
+        content_type: String,
+        /// The bytes actually sent.
+        body: Bytes,
+        /// The `content-length` announced.
+        content_length: usize,
+        /// Keep the connection open and silent instead of cutting it.
+        hang: bool,
+    },
 }
 
 impl Reply {
@@ -98,6 +131,18 @@ impl Reply {
             *end = how;
         }
         self
+    }
+
+    /// A 200 `application/json` reply announcing `content_length` bytes but sending only `body`,
+    /// then cutting the connection.
+    pub fn partial(body: &str, content_length: usize) -> Reply {
+        Reply::Partial {
+            status: 200,
+            content_type: "application/json".to_owned(),
+            body: Bytes::from(body.to_owned()),
+            content_length,
+            hang: false,
+        }
     }
 
     /// Keeps only the first `n` pieces of a `Stream` reply (other replies are unchanged).
@@ -143,6 +188,12 @@ struct Shared {
     requests: Mutex<Vec<Recorded>>,
     streams_cancelled: AtomicUsize,
     streams_completed: AtomicUsize,
+    requests_cancelled: AtomicUsize,
+    connections_open: AtomicUsize,
+    connections_accepted: AtomicUsize,
+    connection_close: AtomicBool,
+    requests_received: AtomicUsize,
+    forget_requests: AtomicBool,
 }
 
 /// The running upstream; stops when dropped.
@@ -169,12 +220,26 @@ impl ScriptedUpstream {
             requests: Mutex::new(Vec::new()),
             streams_cancelled: AtomicUsize::new(0),
             streams_completed: AtomicUsize::new(0),
+            requests_cancelled: AtomicUsize::new(0),
+            connections_open: AtomicUsize::new(0),
+            connections_accepted: AtomicUsize::new(0),
+            connection_close: AtomicBool::new(false),
+            requests_received: AtomicUsize::new(0),
+            forget_requests: AtomicBool::new(false),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let listener = CountingListener {
+            inner: listener,
+            shared: shared.clone(),
+        };
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<ConnHandle>(),
+            )
+            .await;
         });
         ScriptedUpstream { addr, shared, task }
     }
@@ -214,6 +279,202 @@ impl ScriptedUpstream {
     /// Streams written to the end.
     pub fn streams_completed(&self) -> usize {
         self.shared.streams_completed.load(Ordering::SeqCst)
+    }
+
+    /// Requests whose connection went away before they were answered (a [`Reply::Stall`], a
+    /// long [`Reply::Delay`]).
+    pub fn requests_cancelled(&self) -> usize {
+        self.shared.requests_cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Connections open right now.
+    pub fn open_connections(&self) -> usize {
+        self.shared.connections_open.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections_accepted(&self) -> usize {
+        self.shared.connections_accepted.load(Ordering::SeqCst)
+    }
+
+    /// With `true`, every answer carries `connection: close`, so a connection is closed after
+    /// its one request and [`ScriptedUpstream::open_connections`] falls to 0 once the caller
+    /// is done (no idle keep-alive connection left in its pool).
+    pub fn set_connection_close(&self, on: bool) {
+        self.shared.connection_close.store(on, Ordering::SeqCst);
+    }
+
+    /// Requests received so far (also those not kept, see [`ScriptedUpstream::forget_requests`]).
+    pub fn requests_received(&self) -> usize {
+        self.shared.requests_received.load(Ordering::SeqCst)
+    }
+
+    /// With `true`, requests are counted but not kept (long runs measuring memory).
+    pub fn forget_requests(&self, on: bool) {
+        self.shared.forget_requests.store(on, Ordering::SeqCst);
+    }
+
+    /// Waits until no connection is open, up to `timeout`; returns how many still are.
+    pub async fn wait_connections_closed(&self, timeout: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let open = self.open_connections();
+            if open == 0 || tokio::time::Instant::now() >= deadline {
+                return open;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// What the handler may do to the connection it answers on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnFault {
+    Reset,
+    Close,
+}
+
+/// A connection's control, shared by its IO and the handlers of its requests.
+#[derive(Debug, Default)]
+struct ConnControl {
+    fault: Mutex<Option<ConnFault>>,
+}
+
+/// The connection a request arrived on (axum's connect info).
+#[derive(Debug, Clone)]
+struct ConnHandle(Arc<ConnControl>);
+
+impl Connected<IncomingStream<'_, CountingListener>> for ConnHandle {
+    fn connect_info(stream: IncomingStream<'_, CountingListener>) -> Self {
+        stream.remote_addr().clone()
+    }
+}
+
+/// Accepts TCP connections, counting them and giving each a [`ConnControl`].
+struct CountingListener {
+    inner: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl axum::serve::Listener for CountingListener {
+    type Io = Conn;
+    type Addr = ConnHandle;
+
+    async fn accept(&mut self) -> (Conn, ConnHandle) {
+        loop {
+            match self.inner.accept().await {
+                Ok((io, _)) => {
+                    let _ = io.set_nodelay(true);
+                    self.shared
+                        .connections_accepted
+                        .fetch_add(1, Ordering::SeqCst);
+                    self.shared.connections_open.fetch_add(1, Ordering::SeqCst);
+                    let control = Arc::new(ConnControl::default());
+                    let conn = Conn {
+                        io,
+                        control: control.clone(),
+                        shared: self.shared.clone(),
+                    };
+                    return (conn, ConnHandle(control));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<ConnHandle> {
+        // Only the type matters here: axum asks for it, never for its value.
+        Ok(ConnHandle(Arc::new(ConnControl::default())))
+    }
+}
+
+/// An accepted connection: counted while open; its first write after a fault was set fails
+/// instead (closing it, with RST for a reset).
+struct Conn {
+    io: TcpStream,
+    control: Arc<ConnControl>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.shared.connections_open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Conn {
+    fn fault(&mut self) -> Option<io::Error> {
+        let fault = self.control.fault.lock().unwrap().take()?;
+        Some(match fault {
+            ConnFault::Reset => {
+                // Closing with a zero linger sends RST instead of FIN.
+                let _ = self.io.set_zero_linger();
+                io::Error::new(io::ErrorKind::ConnectionReset, "reset on cue")
+            }
+            ConnFault::Close => io::Error::new(io::ErrorKind::BrokenPipe, "closed on cue"),
+        })
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if let Some(e) = self.fault() {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if let Some(e) = self.fault() {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Counts a request as cancelled when its handler is dropped before it answered.
+struct RequestGuard {
+    shared: Arc<Shared>,
+    answered: bool,
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.shared
+                .requests_cancelled
+                .fetch_add(1, Ordering::SeqCst);
+        }
     }
 }
 
@@ -274,12 +535,63 @@ fn stream_response(
         .unwrap()
 }
 
+fn partial_response(
+    status: u16,
+    content_type: String,
+    body: Bytes,
+    content_length: usize,
+    hang: bool,
+) -> Response {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(2);
+    tokio::spawn(async move {
+        if tx.send(Ok(body)).await.is_err() {
+            return;
+        }
+        if hang {
+            tx.closed().await;
+        } else {
+            let _ = tx.send(Err(io::Error::other("body cut on cue"))).await;
+        }
+    });
+    let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap())
+        .header("content-type", content_type)
+        .header("content-length", content_length.to_string())
+        .body(body)
+        .unwrap()
+}
+
 async fn handle(
     State(shared): State<Arc<Shared>>,
+    ConnectInfo(conn): ConnectInfo<ConnHandle>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let mut guard = RequestGuard {
+        shared: shared.clone(),
+        answered: false,
+    };
+    let mut response = answer(&shared, &conn, uri, headers, body).await;
+    guard.answered = true;
+    if shared.connection_close.load(Ordering::SeqCst) {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
+async fn answer(
+    shared: &Arc<Shared>,
+    conn: &ConnHandle,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let shared = shared.clone();
     let recorded = Recorded {
         path: uri.path().to_owned(),
         query: uri.query().map(str::to_owned),
@@ -287,7 +599,10 @@ async fn handle(
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         raw: body,
     };
-    shared.requests.lock().unwrap().push(recorded.clone());
+    shared.requests_received.fetch_add(1, Ordering::SeqCst);
+    if !shared.forget_requests.load(Ordering::SeqCst) {
+        shared.requests.lock().unwrap().push(recorded.clone());
+    }
     let checked = shared.check.as_ref().and_then(|c| c(&recorded));
     let mut reply = match checked {
         Some(r) => r,
@@ -328,6 +643,23 @@ async fn handle(
                 gap,
                 end,
             } => return stream_response(shared, pieces, content_type, gap, end),
+            Reply::Reset | Reply::Close => {
+                *conn.0.fault.lock().unwrap() = Some(if matches!(reply, Reply::Reset) {
+                    ConnFault::Reset
+                } else {
+                    ConnFault::Close
+                });
+                // Never written: the connection fails on the first byte of it.
+                return Response::new(Body::empty());
+            }
+            Reply::Stall => std::future::pending::<()>().await,
+            Reply::Partial {
+                status,
+                content_type,
+                body,
+                content_length,
+                hang,
+            } => return partial_response(status, content_type, body, content_length, hang),
         }
     }
 }

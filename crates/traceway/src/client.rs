@@ -938,7 +938,8 @@ fn request_timeout(request: &Request) -> Option<Duration> {
         .get("timeout")
         .and_then(serde_json::Value::as_f64)
         .filter(|s| s.is_finite() && *s > 0.0)
-        .map(Duration::from_secs_f64)
+        // `try_`: a value past what a Duration holds (`1e308`) would panic the request.
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
 }
 
 /// Asks the upstream for the usage chunk so the stream's spans carry usage.
@@ -1003,9 +1004,9 @@ fn transport_error(provider: &str, e: reqwest::Error) -> Error {
         .url()
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_default();
-    let detail = std::error::Error::source(&e)
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| e.to_string());
+    // The whole chain: hyper-util's "client error (SendRequest)" alone hides the cause
+    // ("connection closed before message completed", "Connection refused").
+    let detail = crate::stream::error_chain(&e, false);
     Error::new(
         kind,
         format!("could not reach {provider} at {host}: {detail}"),

@@ -67,6 +67,28 @@ fn chunk_finishes(c: &Chunk) -> bool {
     }
 }
 
+/// `e`'s message followed by those of its sources, `: `-separated, without repeats (a source
+/// whose text its wrapper already shows); with `include_self` false, only the sources (or `e`
+/// itself when it has none).
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static), include_self: bool) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if include_self {
+        parts.push(e.to_string());
+    }
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    if parts.is_empty() {
+        parts.push(e.to_string());
+    }
+    parts.join(": ")
+}
+
 /// Turns an upstream SSE response into chunks; a stall longer than `idle_timeout` between
 /// bytes, a broken connection or a body that ends before the stream finished is an error.
 pub(crate) fn upstream_chunks(
@@ -97,14 +119,20 @@ pub(crate) fn upstream_chunks(
             match tokio::time::timeout(st.idle_timeout, st.body.next()).await {
                 Ok(Some(Ok(bytes))) => match st.decoder.push(&bytes) {
                     Ok(events) => st.take_events(events),
-                    Err(err) => {
+                    Err(mut err) => {
                         st.ended = true;
+                        err.message =
+                            format!("{} sent a broken stream: {}", st.provider, err.message);
                         return Some((Err(err.with_provider(st.provider)), st));
                     }
                 },
                 Ok(Some(Err(e))) => {
                     st.ended = true;
-                    let err = st.broken(format!("the upstream stream broke: {}", e.without_url()));
+                    let err = st.broken(format!(
+                        "{}'s stream broke mid-way: {}",
+                        st.provider,
+                        error_chain(&e.without_url(), true)
+                    ));
                     return Some((Err(err), st));
                 }
                 Ok(None) => {

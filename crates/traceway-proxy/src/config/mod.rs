@@ -329,7 +329,10 @@ impl ProxyConfig {
 }
 
 fn positive_secs(s: f64) -> Option<Duration> {
-    (s.is_finite() && s > 0.0).then(|| Duration::from_secs_f64(s))
+    // `try_`: past what a Duration holds (`1e308`) is a problem reported, not a panic.
+    (s.is_finite() && s > 0.0)
+        .then(|| Duration::try_from_secs_f64(s).ok())
+        .flatten()
 }
 
 /// `litellm_params` keys LiteLLM's router reads that Traceway does not use yet; never sent upstream.

@@ -52,9 +52,14 @@ fn count(s: &Sections<'_>, key: &str, problems: &mut Vec<ConfigProblem>) -> Opti
 
 fn seconds(s: &Sections<'_>, key: &str, problems: &mut Vec<ConfigProblem>) -> Option<Duration> {
     let (section, v) = s.get(key)?;
-    match v.as_f64() {
-        Some(f) if f.is_finite() && f >= 0.0 => Some(Duration::from_secs_f64(f)),
-        _ => {
+    // `try_`: past what a Duration holds (`1e308`) is a problem reported, not a panic.
+    match v
+        .as_f64()
+        .filter(|f| f.is_finite() && *f >= 0.0)
+        .and_then(|f| Duration::try_from_secs_f64(f).ok())
+    {
+        Some(d) => Some(d),
+        None => {
             problem(
                 problems,
                 section,

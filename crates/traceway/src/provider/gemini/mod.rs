@@ -593,8 +593,9 @@ fn retry_delay(details: &[Value]) -> Option<std::time::Duration> {
         .iter()
         .filter_map(|d| d.get("retryDelay").and_then(Value::as_str))
         .filter_map(|s| s.strip_suffix('s')?.parse::<f64>().ok())
-        .find(|s| s.is_finite() && *s >= 0.0)
-        .map(std::time::Duration::from_secs_f64)
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        // `try_`: a value past what a Duration holds (`1e308s`) would panic the request.
+        .find_map(|s| std::time::Duration::try_from_secs_f64(s).ok())
 }
 
 fn api_key_invalid(detail: &wire::ErrorDetail) -> bool {

@@ -103,12 +103,27 @@ fn field<'a>(request: &'a Extra, params: &'a Extra, name: &str) -> Option<&'a Va
     request.get(name).or_else(|| params.get(name))
 }
 
+/// The most choices one request may ask for (OpenAI's limit): the mock builds every one in
+/// memory, so `n: 1000000` must be refused, not answered.
+pub const MAX_CHOICES: u32 = 128;
+
 /// Works out what the mock answers for `request`, or the error it was told to raise.
 pub(crate) fn plan(
     request: &Request,
     deployment_response: Option<&str>,
     params: &Extra,
 ) -> Result<MockPlan, Error> {
+    let n = match request {
+        Request::Chat(r) => r.n,
+        Request::Completion(r) => r.n,
+        Request::Embedding(_) => None,
+    };
+    if let Some(n) = n.filter(|n| *n > MAX_CHOICES) {
+        return Err(Error::bad_request(
+            format!("n must be at most {MAX_CHOICES}, got {n}"),
+            Some("n"),
+        ));
+    }
     let extra = request.extra();
     let configured = extra
         .get("mock_response")
@@ -120,7 +135,8 @@ pub(crate) fn plan(
     let delay = field(extra, params, "mock_delay")
         .and_then(Value::as_f64)
         .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64);
+        // `try_`: a value past what a Duration holds (`1e308`) would panic the request.
+        .and_then(|s| Duration::try_from_secs_f64(s).ok());
     let tool_calls = match field(extra, params, "mock_tool_calls") {
         Some(v) => Some(
             serde_json::from_value::<Vec<ToolCall>>(v.clone()).map_err(|e| {

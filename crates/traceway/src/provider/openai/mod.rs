@@ -60,7 +60,8 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<std::time::Duration> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(std::time::Duration::from_secs_f64)
+        // `try_`: a value past what a Duration holds (`1e308`) would panic the request.
+        .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
 }
 
 /// An error from an OpenAI-shaped error body, keeping the upstream's message, param and code.
