@@ -81,9 +81,10 @@ pub struct Cli {
     pub warmup_seconds: f64,
     /// Which cases to run, in order: `direct` (the mock upstream itself), `off` (Traceway,
     /// tracing off and the `/ui` trace buffer off: no span work at all), `otlp` (Traceway with
-    /// `callbacks: ["otel"]` to the counting receiver, shipped defaults otherwise), `off-ui`
-    /// (tracing off, shipped defaults: the `/ui` trace buffer still records spans), `otlp-noui`
-    /// (OTLP on, trace buffer off). Ratios need `direct`, `off` and `otlp`.
+    /// `callbacks: ["otel"]` to the counting receiver, shipped defaults otherwise: the `/ui`
+    /// trace buffer on too), `off-ui` (tracing off, the `/ui` trace buffer asked for with
+    /// `TRACEWAY_UI_TRACES=200`: it records spans), `otlp-noui` (OTLP on, trace buffer off).
+    /// Ratios need `direct`, `off` and `otlp`.
     #[arg(long, value_delimiter = ',', default_value = "direct,off,otlp")]
     pub cases: Vec<String>,
     /// Extra environment for every Traceway process, `NAME=VALUE` (repeatable), e.g.
@@ -273,11 +274,10 @@ fn traceway_launch(
 ) -> anyhow::Result<process::Launch> {
     let port = process::free_port()?;
     let mut env = vec![("RUST_LOG".to_owned(), "warn".to_owned())];
-    if !ui_buffer {
-        // The `/ui` page's in-memory trace buffer records spans even with tracing off;
-        // 0 traces removes it and with it all span work.
-        env.push(("TRACEWAY_UI_TRACES".to_owned(), "0".to_owned()));
-    }
+    // The `/ui` page's in-memory trace buffer, said explicitly either way: it is on by default
+    // only with tracing on, and asked for it records spans with tracing off too.
+    let traces = if ui_buffer { "200" } else { "0" };
+    env.push(("TRACEWAY_UI_TRACES".to_owned(), traces.to_owned()));
     for kv in &cli.traceway_env {
         let (k, v) = kv
             .split_once('=')

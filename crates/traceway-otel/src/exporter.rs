@@ -422,13 +422,18 @@ impl Pipeline {
             self.record_drop("telemetry is shut down");
             return false;
         }
-        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
-        if before >= self.capacity {
-            self.release(1);
+        // Compare-and-swap rather than add-then-undo, so that the count (the queue-depth
+        // gauge) never reads above the capacity, not even for a moment.
+        let admitted = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.capacity).then_some(n + 1)
+            })
+            .is_ok();
+        if !admitted {
             self.record_drop("export queue is full (OTEL_BSP_MAX_QUEUE_SIZE)");
-            return false;
         }
-        true
+        admitted
     }
 
     /// Frees queue slots; saturating, so a miscount can never wrap and close the gate for good.
@@ -662,6 +667,11 @@ fn http_processor(
         .iter()
         .map(|(k, v)| (k.to_owned(), v.replace('%', "%25")))
         .collect();
+    let raw_headers: Vec<(String, String)> = cfg
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
     let timeout = cfg.timeout;
     let gzip = cfg.compression == Compression::Gzip;
     let batch = batch_config(cfg);
@@ -678,6 +688,25 @@ fn http_processor(
                 what: "OTLP/HTTP",
                 reason: format!("HTTP client: {e}"),
             })?;
+        if protocol == Protocol::HttpBinary {
+            // Protobuf is written straight from the spans (otlp_proto.rs): the generic
+            // exporter's copy into proto structs cost more than the rest of tracing.
+            let exporter = crate::otlp_http::OtlpHttpProtobuf::new(
+                client,
+                &endpoint,
+                raw_headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                gzip,
+                timeout,
+            )
+            .map_err(|e| ExporterError::Build {
+                what: "OTLP/HTTP",
+                reason: e.to_string(),
+            })?;
+            return Ok(BatchSpanProcessor::new(
+                CountingExporter::new(DialectExporter::new(exporter, dialect), &pipeline, true),
+                batch,
+            ));
+        }
         let mut builder = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(protocol)

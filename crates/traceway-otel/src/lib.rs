@@ -9,4 +9,6 @@ pub mod env;
 pub mod exporter;
 pub mod keys;
 pub mod metrics;
+mod otlp_http;
+mod otlp_proto;
 pub mod propagation;
