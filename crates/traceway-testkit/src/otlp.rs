@@ -4,15 +4,20 @@
 //! Tests point an exporter at [`OtlpReceiver::http_endpoint`] or
 //! [`OtlpReceiver::grpc_endpoint`], then read back [`ReceivedSpan`]s (flattened, with their
 //! resource) and the [`ReceivedRequest`]s (headers, content type, transport). Fault tests make it
-//! answer with an error status or slowly.
+//! answer with an error status (optionally with `Retry-After`), slowly, or flapping between
+//! failing and accepting; [`OtlpReceiver::kill`] stops it as a crashed collector would (port
+//! closed, open connections cut) and [`OtlpReceiver::restart`] brings it back on the same ports.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -29,7 +34,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::{span, status};
 use prost::Message as _;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 /// Transport an export request arrived on.
@@ -257,6 +263,23 @@ struct Shared {
     /// Status to answer instead of success; `None` accepts.
     fail_with: Mutex<Option<StatusCode>>,
     delay: Mutex<Duration>,
+    /// `Retry-After` (seconds) sent with every failure status over HTTP.
+    retry_after: Mutex<Option<u64>>,
+    /// Alternate between accepting and failing.
+    flap: Mutex<Option<Flap>>,
+    /// Bumped by every kill: a request that arrived before a kill is not recorded, since its
+    /// sender never gets the answer.
+    generation: AtomicU64,
+    /// Set between a kill and the restart: connections accepted meanwhile are closed at once.
+    killed: AtomicBool,
+}
+
+/// Flapping: accept for `period`, fail with `status` for `period`, and so on, from `since`.
+#[derive(Debug, Clone, Copy)]
+struct Flap {
+    status: StatusCode,
+    period: Duration,
+    since: Instant,
 }
 
 /// Locks, ignoring poisoning: a panicking test thread must not hide what was received.
@@ -271,13 +294,32 @@ impl Shared {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        *lock(&self.fail_with)
+        if let Some(status) = *lock(&self.fail_with) {
+            return Some(status);
+        }
+        let flap = *lock(&self.flap);
+        flap.and_then(|f| {
+            let phase = f.since.elapsed().as_nanos() / f.period.as_nanos().max(1);
+            (phase % 2 == 1).then_some(f.status)
+        })
     }
 
-    fn store(&self, mut request: ReceivedRequest, decoded: Option<ExportTraceServiceRequest>) {
+    fn store(
+        &self,
+        mut request: ReceivedRequest,
+        decoded: Option<ExportTraceServiceRequest>,
+        generation: u64,
+    ) {
         request.span_count = decoded.as_ref().map_or(0, count_spans);
         let accepted = request.answered_status == 200;
-        lock(&self.requests).push(request);
+        // Held to the end, and taken by a kill to bump the generation: nothing that arrived
+        // before a kill is recorded after it.
+        let mut requests = lock(&self.requests);
+        if generation != self.generation.load(Ordering::SeqCst) {
+            // Arrived before a kill: the sender saw its connection cut, not this answer.
+            return;
+        }
+        requests.push(request);
         if let (true, Some(export)) = (accepted, decoded) {
             let mut errors = Vec::new();
             let spans = flatten(&export, &mut errors);
@@ -288,12 +330,17 @@ impl Shared {
     }
 }
 
+/// Open connections of a receiver: a duplicate of each socket (to cut it on a kill) and a
+/// token that dies with the connection (so finished ones are pruned).
+type Connections = Arc<Mutex<Vec<(Weak<()>, std::net::TcpStream)>>>;
+
 /// A running OTLP receiver (HTTP and gRPC). The servers stop when it is dropped.
 pub struct OtlpReceiver {
     http_addr: SocketAddr,
     grpc_addr: SocketAddr,
     shared: Arc<Shared>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    connections: Connections,
 }
 
 impl std::fmt::Debug for OtlpReceiver {
@@ -307,9 +354,18 @@ impl std::fmt::Debug for OtlpReceiver {
 
 impl Drop for OtlpReceiver {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        self.shared.killed.store(true, Ordering::SeqCst);
+        for task in lock(&self.tasks).drain(..) {
             task.abort();
         }
+        cut(&self.connections);
+    }
+}
+
+/// Cuts every tracked connection (both directions), as a crashed peer would.
+fn cut(connections: &Connections) {
+    for (_, socket) in lock(connections).drain(..) {
+        let _ = socket.shutdown(std::net::Shutdown::Both);
     }
 }
 
@@ -317,51 +373,65 @@ impl OtlpReceiver {
     /// Starts both servers on `127.0.0.1` with OS-assigned ports. Needs a tokio runtime.
     pub async fn start() -> OtlpReceiver {
         let shared = Arc::new(Shared::default());
-
         let http_listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind OTLP/HTTP receiver");
         let http_addr = http_listener.local_addr().expect("OTLP/HTTP address");
-        let app = Router::new()
-            .route("/v1/traces", post(http_export))
-            .route("/v1/metrics", post(http_metrics))
-            // Langfuse serves OTLP under its API prefix.
-            .route("/api/public/otel/v1/traces", post(http_export))
-            // Big batches are legitimate; axum's default 2 MB limit is not the OTLP one.
-            .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
-            .with_state(Arc::clone(&shared));
-        let http_task = tokio::spawn(async move {
-            let _ = axum::serve(http_listener, app).await;
-        });
-
         let grpc_listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind OTLP/gRPC receiver");
         let grpc_addr = grpc_listener.local_addr().expect("OTLP/gRPC address");
-        let service = TraceServiceServer::new(GrpcReceiver {
-            shared: Arc::clone(&shared),
-        })
-        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
-        .max_decoding_message_size(64 * 1024 * 1024);
-        let metrics_service =
-            opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsServiceServer::new(
-                GrpcReceiver { shared: Arc::clone(&shared) },
-            )
-            .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
-        let grpc_task = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(service)
-                .add_service(metrics_service)
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(grpc_listener))
-                .await;
-        });
-
+        let connections = Connections::default();
+        let tasks = serve(&shared, &connections, http_listener, grpc_listener);
         OtlpReceiver {
             http_addr,
             grpc_addr,
             shared,
-            tasks: vec![http_task, grpc_task],
+            tasks: Mutex::new(tasks),
+            connections,
         }
+    }
+
+    /// Stops both servers as a crashed collector would: the ports are closed (new connections
+    /// are refused) and open connections are cut, so an exporter keeping one alive sees it
+    /// reset. Requests that were being answered are not recorded. What was received before
+    /// stays readable.
+    pub async fn kill(&self) {
+        self.shared.killed.store(true, Ordering::SeqCst);
+        {
+            let _requests = lock(&self.shared.requests);
+            self.shared.generation.fetch_add(1, Ordering::SeqCst);
+        }
+        let tasks: Vec<JoinHandle<()>> = lock(&self.tasks).drain(..).collect();
+        for task in &tasks {
+            task.abort();
+        }
+        // Once the aborted tasks are gone, so are their listeners: the ports are closed.
+        for task in tasks {
+            let _ = task.await;
+        }
+        cut(&self.connections);
+    }
+
+    /// Brings a killed receiver back on the same ports (kills it first if it is running).
+    /// Its settings (status, delay, flapping) and what it received are kept.
+    pub async fn restart(&self) {
+        self.kill().await;
+        let http_listener = rebind(self.http_addr).await;
+        let grpc_listener = rebind(self.grpc_addr).await;
+        self.shared.killed.store(false, Ordering::SeqCst);
+        let tasks = serve(
+            &self.shared,
+            &self.connections,
+            http_listener,
+            grpc_listener,
+        );
+        *lock(&self.tasks) = tasks;
+    }
+
+    /// Whether the servers are running (not killed).
+    pub fn is_up(&self) -> bool {
+        !self.shared.killed.load(Ordering::SeqCst)
     }
 
     /// Base URL of the HTTP server, `http://127.0.0.1:PORT` (exporters append `/v1/traces`).
@@ -424,6 +494,30 @@ impl OtlpReceiver {
         *lock(&self.shared.delay) = delay;
     }
 
+    /// Send `Retry-After: seconds` with every failure status over HTTP (the OTLP/HTTP
+    /// throttling hint on 429 and 503); `None` sends none.
+    pub fn set_retry_after(&self, seconds: Option<u64>) {
+        *lock(&self.shared.retry_after) = seconds;
+    }
+
+    /// Flap from now on: accept for `period`, answer `status` for `period`, and so on;
+    /// `None` stops flapping. A status set with [`OtlpReceiver::set_status`] wins.
+    pub fn set_flapping(&self, flap: Option<(StatusCode, Duration)>) {
+        *lock(&self.shared.flap) = flap.map(|(status, period)| Flap {
+            status,
+            period,
+            since: Instant::now(),
+        });
+    }
+
+    /// Export requests answered with a failure status (HTTP and gRPC).
+    pub fn failed_requests(&self) -> usize {
+        lock(&self.shared.requests)
+            .iter()
+            .filter(|r| r.answered_status != 200)
+            .count()
+    }
+
     /// Every request received so far, accepted or not.
     pub fn requests(&self) -> Vec<ReceivedRequest> {
         lock(&self.shared.requests).clone()
@@ -458,6 +552,174 @@ impl OtlpReceiver {
     }
 }
 
+/// Starts the HTTP and gRPC servers on the given listeners; every connection is tracked.
+fn serve(
+    shared: &Arc<Shared>,
+    connections: &Connections,
+    http_listener: TcpListener,
+    grpc_listener: TcpListener,
+) -> Vec<JoinHandle<()>> {
+    let app = Router::new()
+        .route("/v1/traces", post(http_export))
+        .route("/v1/metrics", post(http_metrics))
+        // Langfuse serves OTLP under its API prefix.
+        .route("/api/public/otel/v1/traces", post(http_export))
+        // Big batches are legitimate; axum's default 2 MB limit is not the OTLP one.
+        .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
+        .with_state(Arc::clone(shared));
+    let listener = TrackedListener {
+        listener: http_listener,
+        shared: Arc::clone(shared),
+        connections: Arc::clone(connections),
+    };
+    let http_task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    let service = TraceServiceServer::new(GrpcReceiver {
+        shared: Arc::clone(shared),
+    })
+    .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+    .max_decoding_message_size(64 * 1024 * 1024);
+    let metrics_service =
+        opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsServiceServer::new(
+            GrpcReceiver { shared: Arc::clone(shared) },
+        )
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+    let incoming = futures_util::stream::unfold(
+        TrackedListener {
+            listener: grpc_listener,
+            shared: Arc::clone(shared),
+            connections: Arc::clone(connections),
+        },
+        |mut listener| async move {
+            let (io, _) = axum::serve::Listener::accept(&mut listener).await;
+            Some((Ok::<_, std::io::Error>(io), listener))
+        },
+    );
+    let grpc_task = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(service)
+            .add_service(metrics_service)
+            .serve_with_incoming(incoming)
+            .await;
+    });
+    vec![http_task, grpc_task]
+}
+
+/// Binds `addr` again after a kill, retrying briefly while the old socket is released.
+async fn rebind(addr: SocketAddr) -> TcpListener {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => return listener,
+            Err(e) if Instant::now() >= deadline => panic!("cannot rebind {addr}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// A listener that keeps a handle on every connection it accepts, so a kill can cut them.
+struct TrackedListener {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    connections: Connections,
+}
+
+impl TrackedListener {
+    fn track(&self, stream: TcpStream) -> std::io::Result<TrackedIo> {
+        if self.shared.killed.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("receiver killed"));
+        }
+        let std_stream = stream.into_std()?;
+        let duplicate = std_stream.try_clone()?;
+        let io = TcpStream::from_std(std_stream)?;
+        let _ = io.set_nodelay(true);
+        let alive = Arc::new(());
+        let mut connections = lock(&self.connections);
+        connections.retain(|(token, _)| token.strong_count() > 0);
+        connections.push((Arc::downgrade(&alive), duplicate));
+        Ok(TrackedIo { io, _alive: alive })
+    }
+}
+
+impl axum::serve::Listener for TrackedListener {
+    type Io = TrackedIo;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TrackedIo, SocketAddr) {
+        loop {
+            let tracked = match self.listener.accept().await {
+                Ok((stream, addr)) => self.track(stream).map(|io| (io, addr)),
+                Err(e) => Err(e),
+            };
+            match tracked {
+                Ok(pair) => return pair,
+                // Out of file descriptors, or killed: back off (a killed server is aborted).
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// An accepted connection; its token tells the tracker when it is gone.
+struct TrackedIo {
+    io: TcpStream,
+    _alive: Arc<()>,
+}
+
+impl AsyncRead for TrackedIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TrackedIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl tonic::transport::server::Connected for TrackedIo {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
+    }
+}
+
 fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
     let mut out: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in headers {
@@ -481,6 +743,7 @@ async fn http_export(
     let headers = header_map(&headers);
     let content_type = headers.get("content-type").cloned();
     let content_encoding = headers.get("content-encoding").cloned();
+    let generation = shared.generation.load(Ordering::SeqCst);
     let mut request = ReceivedRequest {
         transport: Transport::Http,
         path: uri.path().to_owned(),
@@ -501,10 +764,14 @@ async fn http_export(
         (None, Err(status)) => (status, None),
     };
     request.answered_status = status.as_u16();
-    shared.store(request, decoded);
+    shared.store(request, decoded, generation);
 
     if status != StatusCode::OK {
-        return status.into_response();
+        let retry_after = *lock(&shared.retry_after);
+        return match retry_after {
+            Some(seconds) => (status, [(header::RETRY_AFTER, seconds.to_string())]).into_response(),
+            None => status.into_response(),
+        };
     }
     if json {
         (
@@ -618,6 +885,7 @@ impl TraceService for GrpcReceiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let generation = self.shared.generation.load(Ordering::SeqCst);
         let headers = header_map(&request.metadata().clone().into_headers());
         let received = ReceivedRequest {
             transport: Transport::Grpc,
@@ -633,11 +901,11 @@ impl TraceService for GrpcReceiver {
             Some(fail) => {
                 let mut received = received;
                 received.answered_status = fail.as_u16();
-                self.shared.store(received, Some(export));
+                self.shared.store(received, Some(export), generation);
                 Err(grpc_status_for(fail))
             }
             None => {
-                self.shared.store(received, Some(export));
+                self.shared.store(received, Some(export), generation);
                 Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
             }
         }
