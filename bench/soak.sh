@@ -12,4 +12,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 filter="${1:-soak_}"
 echo "# traceway reliability soak — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, $(uname -sr)"
-exec cargo test --release -p traceway-proxy -- --ignored "$filter" --nocapture --test-threads=1
+exec cargo test --release --no-fail-fast -p traceway-proxy -- --ignored "$filter" --nocapture --test-threads=1
