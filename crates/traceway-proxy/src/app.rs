@@ -137,12 +137,13 @@ impl App {
         Ok(())
     }
 
-    /// Flushes and stops the telemetry pipeline.
+    /// Flushes and stops the telemetry pipeline: spans first (they are what a dead metrics
+    /// collector must not delay), then metrics.
     pub fn shutdown_telemetry(&self) {
-        self.state.metrics.shutdown();
         if let Some(t) = &self.telemetry {
             let _ = t.shutdown();
         }
+        self.state.metrics.shutdown();
     }
 
     /// Serves on `addr` in the background; for tests and embedding.
@@ -199,12 +200,13 @@ impl RunningProxy {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-        // Flushing blocks up to the export timeout: keep it off the async workers.
-        let metrics = self.app.state.metrics.clone();
-        let _ = tokio::task::spawn_blocking(move || metrics.shutdown()).await;
+        // Flushing blocks up to the export timeout: keep it off the async workers. Spans
+        // first, so that a dead metrics collector does not delay them.
         if let Some(t) = self.app.telemetry.clone() {
             let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
         }
+        let metrics = self.app.state.metrics.clone();
+        let _ = tokio::task::spawn_blocking(move || metrics.shutdown()).await;
     }
 }
 
