@@ -22,7 +22,47 @@ on_both_databases!(
     rpm_limits_answer_429_with_retry_after,
     tpm_limits_count_tokens_of_full_and_streamed_answers,
     streams_stay_lean_under_a_key,
+    a_burst_of_cache_misses_reads_the_key_once,
 );
+
+async fn a_burst_of_cache_misses_reads_the_key_once(db: Db) {
+    let db = database(db).await;
+    let p = proxy(
+        &config(MOCK_MODELS, "  user_api_key_cache_ttl: 0.3\n"),
+        &[("DATABASE_URL", &db.url)],
+    )
+    .await;
+    let keys = p.app.state.keys.clone().unwrap();
+    let admin = Api::new(&p.url(), MASTER);
+    let key = admin.key(json!({})).await;
+    let user = admin.as_key(&key);
+    for round in 0..2 {
+        // Round 0: never seen; round 1: its cache entry has expired (a hot key's steady state).
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let before = keys.store_reads();
+        let burst: Vec<_> = (0..24)
+            .map(|_| {
+                let user = user.clone();
+                tokio::spawn(async move { user.chat("m").await.0 })
+            })
+            .collect();
+        for call in burst {
+            assert_eq!(call.await.unwrap(), 200);
+        }
+        assert_eq!(
+            keys.store_reads() - before,
+            1,
+            "round {round}: 24 concurrent misses of one key, one read of the store"
+        );
+    }
+    // Unknown keys are not cached: each one is read (and refused) again.
+    let stranger = admin.as_key("sk-never-issued");
+    let before = keys.store_reads();
+    for _ in 0..3 {
+        error(&stranger.chat("m").await, 401);
+    }
+    assert_eq!(keys.store_reads() - before, 3);
+}
 
 async fn expired_deleted_blocked_and_unknown_keys_are_401(db: Db) {
     let db = database(db).await;

@@ -23,6 +23,7 @@ use futures_util::StreamExt;
 use limits::Limiter;
 use opentelemetry::KeyValue;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -229,6 +230,28 @@ pub struct Keys {
     pub cache: Arc<KeyCache>,
     backend: tokio::sync::OnceCell<Backend>,
     subscriber: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Keys being read from the store now: one read per key, however many requests missed
+    /// the cache at once (a hot key's entry expiring would otherwise send them all to it).
+    loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Reads of a key from the store (cache misses that reached it).
+    store_reads: std::sync::atomic::AtomicU64,
+}
+
+/// One request's turn at reading a key; the last one out (done or cancelled) removes the gate.
+struct LoadGate<'a> {
+    loading: &'a Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    token: &'a str,
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for LoadGate<'_> {
+    fn drop(&mut self) {
+        let mut loading = self.loading.lock().unwrap_or_else(PoisonError::into_inner);
+        // The map holds one reference and this turn another: no one else is waiting.
+        if Arc::strong_count(&self.gate) == 2 {
+            loading.remove(self.token);
+        }
+    }
 }
 
 impl std::fmt::Debug for Keys {
@@ -286,7 +309,14 @@ impl Keys {
             cache: Arc::new(KeyCache::new(settings.cache_ttl)),
             backend: tokio::sync::OnceCell::new(),
             subscriber: Mutex::new(None),
+            loading: Mutex::new(HashMap::new()),
+            store_reads: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// How many times a presented key was read from the store (cache misses).
+    pub fn store_reads(&self) -> u64 {
+        self.store_reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Which database, safe to log.
@@ -371,17 +401,7 @@ impl Keys {
         let token = hash_key(presented);
         let info = match self.cache.get(&token) {
             Some(info) => info,
-            None => {
-                let generation = self.cache.generation();
-                let Some(info) = self.store().await?.resolve(&token).await? else {
-                    return Err(ApiError::unauthorized(
-                        "the API key given is not valid for this proxy",
-                    ));
-                };
-                let info = Arc::new(info);
-                self.cache.insert(generation, info.clone());
-                info
-            }
+            None => self.load(&token).await?,
         };
         if let Some(expires) = info.expires
             && expires <= duration::now_ms()
@@ -396,6 +416,41 @@ impl Keys {
                 "the API key given is blocked (it or its team was blocked)",
             ));
         }
+        Ok(info)
+    }
+
+    /// Reads a key missing from the cache; concurrent misses of one key wait for a single read.
+    async fn load(&self, token: &str) -> Result<Arc<KeyInfo>, ApiError> {
+        let gate = LoadGate {
+            loading: &self.loading,
+            token,
+            gate: self
+                .loading
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(token.to_owned())
+                .or_default()
+                .clone(),
+        };
+        let _turn = gate.gate.lock().await;
+        // Whoever held the gate before may have filled the cache meanwhile.
+        match self.cache.get(token) {
+            Some(info) => Ok(info),
+            None => self.read(token).await,
+        }
+    }
+
+    async fn read(&self, token: &str) -> Result<Arc<KeyInfo>, ApiError> {
+        let generation = self.cache.generation();
+        self.store_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(info) = self.store().await?.resolve(token).await? else {
+            return Err(ApiError::unauthorized(
+                "the API key given is not valid for this proxy",
+            ));
+        };
+        let info = Arc::new(info);
+        self.cache.insert(generation, info.clone());
         Ok(info)
     }
 
