@@ -6,6 +6,7 @@ pub mod console;
 pub mod destinations;
 pub mod dialect;
 pub mod env;
+pub mod error_text;
 pub mod exporter;
 pub mod keys;
 pub mod metrics;

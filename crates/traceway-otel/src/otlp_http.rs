@@ -145,7 +145,7 @@ impl OtlpHttpProtobuf {
                 message: format!(
                     "OTLP export to {} failed: {}",
                     self.shown_endpoint,
-                    error_chain(&e.without_url())
+                    crate::error_text::error_chain(&e.without_url(), true)
                 ),
                 retry: Retry::Backoff,
             })?;
@@ -220,16 +220,4 @@ impl SpanExporter for OtlpHttpProtobuf {
     fn set_resource(&mut self, resource: &Resource) {
         self.resource = EncodedResource::new(resource);
     }
-}
-
-/// An error and its causes on one line ("error sending request: … Connection refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

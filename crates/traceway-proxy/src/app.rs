@@ -114,6 +114,7 @@ impl App {
             client,
             config,
             nested_request_span: otel.nested_request_span,
+            sdk_disabled: otel.sdk_disabled,
             started: traceway::types::unix_now(),
             keys,
             ui_traces,

@@ -22,6 +22,8 @@ pub struct AppState {
     pub config: ProxyConfig,
     /// `USE_OTEL_LITELLM_REQUEST_SPAN`: put a `litellm_request` span under the SERVER span.
     pub nested_request_span: bool,
+    /// `OTEL_SDK_DISABLED`: no spans are recorded at all.
+    pub sdk_disabled: bool,
     /// Unix seconds when the proxy started (`created` of `/v1/models`).
     pub started: i64,
     /// Virtual keys and the management API; present when a master key is set.

@@ -1006,7 +1006,7 @@ fn transport_error(provider: &str, e: reqwest::Error) -> Error {
         .unwrap_or_default();
     // The whole chain: hyper-util's "client error (SendRequest)" alone hides the cause
     // ("connection closed before message completed", "Connection refused").
-    let detail = crate::stream::error_chain(&e, false);
+    let detail = traceway_otel::error_text::error_chain(&e, false);
     Error::new(
         kind,
         format!("could not reach {provider} at {host}: {detail}"),

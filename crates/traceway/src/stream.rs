@@ -67,28 +67,6 @@ fn chunk_finishes(c: &Chunk) -> bool {
     }
 }
 
-/// `e`'s message followed by those of its sources, `: `-separated, without repeats (a source
-/// whose text its wrapper already shows); with `include_self` false, only the sources (or `e`
-/// itself when it has none).
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static), include_self: bool) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    if include_self {
-        parts.push(e.to_string());
-    }
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    if parts.is_empty() {
-        parts.push(e.to_string());
-    }
-    parts.join(": ")
-}
-
 /// Turns an upstream SSE response into chunks; a stall longer than `idle_timeout` between
 /// bytes, a broken connection or a body that ends before the stream finished is an error.
 pub(crate) fn upstream_chunks(
@@ -131,7 +109,7 @@ pub(crate) fn upstream_chunks(
                     let err = st.broken(format!(
                         "{}'s stream broke mid-way: {}",
                         st.provider,
-                        error_chain(&e.without_url(), true)
+                        traceway_otel::error_text::error_chain(&e.without_url(), true)
                     ));
                     return Some((Err(err), st));
                 }

@@ -31,7 +31,6 @@ use std::sync::Arc;
 use traces::{DeploymentHealth, TraceFilter, TraceList, TraceStatus};
 use traceway::{Error, ErrorKind};
 use traceway_otel::config::ExporterKind;
-use traceway_otel::env::Env as _;
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
@@ -182,14 +181,9 @@ async fn info(
         .client
         .tracing()
         .map_or("none", |t| exporter_name(t.telemetry.exporter()));
-    let sdk_disabled = state
-        .config
-        .env
-        .var(traceway_otel::env::OTEL_SDK_DISABLED)
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     let disabled_reason = match &state.ui_traces {
         Some(_) => None,
-        None if sdk_disabled => Some("OTEL_SDK_DISABLED=true: no spans are recorded at all".to_owned()),
+        None if state.sdk_disabled => Some("OTEL_SDK_DISABLED=true: no spans are recorded at all".to_owned()),
         None if state.config.ui.trace_buffer_size == Some(0) => Some(
             "general_settings.ui_trace_buffer_size (or TRACEWAY_UI_TRACES) is 0: no traces are kept"
                 .to_owned(),
