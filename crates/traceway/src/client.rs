@@ -467,7 +467,7 @@ impl Client {
                                     request.operation(),
                                     attempts,
                                     fallbacks,
-                                    None,
+                                    &[],
                                 )
                             });
                             let mut e = Error::new(
@@ -682,7 +682,7 @@ impl Client {
         match &deployment.backend {
             Backend::Mock => {
                 let attempt =
-                    trace.map(|t| t.start_attempt(deployment, op, number, fallback_depth, None));
+                    trace.map(|t| t.start_attempt(deployment, op, number, fallback_depth, &[]));
                 let result = mock_attempt(deployment, request, timeout).await;
                 (result, attempt)
             }
@@ -705,12 +705,14 @@ impl Client {
                     Ok(up) => up,
                     Err(e) => return (Err(e), None),
                 };
-                let url = deployment.parse_upstream_url(&up.url).ok();
-                let attempt = trace
-                    .map(|t| t.start_attempt(deployment, op, number, fallback_depth, url.as_ref()));
+                let upstream = deployment.parse_upstream_url(&up.url).ok();
+                let attempt = trace.map(|t| {
+                    let http = upstream.as_ref().map_or(&[][..], |u| &u.span_attributes);
+                    t.start_attempt(deployment, op, number, fallback_depth, http)
+                });
                 // An unparsable URL goes to reqwest as text, which reports it as usual.
-                let builder = match url {
-                    Some(url) => self.inner.http.post(url),
+                let builder = match upstream {
+                    Some(u) => self.inner.http.post(u.url.clone()),
                     None => self.inner.http.post(&up.url),
                 };
                 let mut builder = builder.headers(up.headers).body(up.body);

@@ -103,8 +103,27 @@ pub struct Deployment {
     pub stats: Arc<DeploymentStats>,
     /// Its span attribute values, built once so that each call only bumps reference counts.
     pub(crate) span_values: Arc<crate::telemetry::SpanValues>,
-    /// The last upstream URL built for it, parsed once for as long as it stays the same.
-    upstream_url: Arc<OnceLock<(String, url::Url)>>,
+    /// The last upstream URL built for it (as text), parsed once for as long as it stays the same.
+    upstream_url: Arc<OnceLock<(String, UpstreamUrl)>>,
+}
+
+/// An upstream URL parsed, with the span attributes it gives.
+#[derive(Debug, Clone)]
+pub(crate) struct UpstreamUrl {
+    /// For the HTTP client.
+    pub(crate) url: url::Url,
+    /// `url.full`, `server.address` … for the attempt's CLIENT span.
+    pub(crate) span_attributes: Vec<opentelemetry::KeyValue>,
+}
+
+impl UpstreamUrl {
+    fn parse(text: &str) -> Result<Self, url::ParseError> {
+        let url = url::Url::parse(text)?;
+        Ok(UpstreamUrl {
+            span_attributes: crate::telemetry::url_attributes(&url),
+            url,
+        })
+    }
 }
 
 /// Whether a `litellm_params` key holds a secret (`aws_secret_access_key`, `vertex_credentials`
@@ -233,18 +252,21 @@ impl Deployment {
 
     /// `url` parsed, from the cache when it is the URL this deployment last used (the common
     /// case: most providers' URL depends only on the deployment).
-    pub(crate) fn parse_upstream_url(&self, url: &str) -> Result<url::Url, url::ParseError> {
+    pub(crate) fn parse_upstream_url(
+        &self,
+        url: &str,
+    ) -> Result<std::borrow::Cow<'_, UpstreamUrl>, url::ParseError> {
         let cached = match self.upstream_url.get() {
             Some(c) => c,
             None => {
-                let parsed = url::Url::parse(url)?;
+                let parsed = UpstreamUrl::parse(url)?;
                 self.upstream_url.get_or_init(|| (url.to_owned(), parsed))
             }
         };
         if cached.0 == url {
-            Ok(cached.1.clone())
+            Ok(std::borrow::Cow::Borrowed(&cached.1))
         } else {
-            url::Url::parse(url)
+            UpstreamUrl::parse(url).map(std::borrow::Cow::Owned)
         }
     }
 

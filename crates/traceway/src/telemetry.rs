@@ -10,7 +10,7 @@ use opentelemetry::{Array, Context, Key, KeyValue, StringValue, Value};
 use serde::Serialize;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 use traceway_otel::config::CaptureContent;
 use traceway_otel::exporter::Telemetry;
@@ -26,9 +26,6 @@ pub(crate) struct SpanValues {
     model_group: StringValue,
     provider_model: StringValue,
     model: StringValue,
-    /// The HTTP attributes of the last upstream URL seen, parsed once for as long as the URL
-    /// stays the same (it does for most providers).
-    url: OnceLock<(String, Vec<KeyValue>)>,
 }
 
 fn shared(s: &str) -> StringValue {
@@ -43,25 +40,13 @@ impl SpanValues {
             model_group: shared(model_group),
             provider_model: shared(provider_model),
             model: shared(model),
-            url: OnceLock::new(),
-        }
-    }
-
-    /// `http.request.method`, `url.full` (origin and path: never credentials or the query, which
-    /// may hold a key), `server.address` and `server.port` of an upstream URL.
-    fn url_attributes(&self, url: &url::Url) -> Vec<KeyValue> {
-        let cached = self
-            .url
-            .get_or_init(|| (url.as_str().to_owned(), url_attributes(url)));
-        if cached.0 == url.as_str() {
-            cached.1.clone()
-        } else {
-            url_attributes(url)
         }
     }
 }
 
-fn url_attributes(url: &url::Url) -> Vec<KeyValue> {
+/// `http.request.method`, `url.full` (origin and path: never credentials or the query, which
+/// may hold a key), `server.address` and `server.port` of an upstream URL.
+pub(crate) fn url_attributes(url: &url::Url) -> Vec<KeyValue> {
     let mut attrs = vec![
         KeyValue::new(k::HTTP_REQUEST_METHOD, "POST"),
         KeyValue::new(
@@ -407,7 +392,7 @@ impl CallTrace {
         op: Operation,
         attempt: u32,
         fallback_depth: u32,
-        url: Option<&url::Url>,
+        url_attributes: &[KeyValue],
     ) -> AttemptTrace {
         let tracer = self.tracing.telemetry.tracer();
         let v = &deployment.span_values;
@@ -433,9 +418,7 @@ impl CallTrace {
         } else {
             std::borrow::Cow::Borrowed(k::SPAN_RAW_REQUEST)
         };
-        if let Some(url) = url {
-            attrs.extend(v.url_attributes(url));
-        }
+        attrs.extend_from_slice(url_attributes);
         let span = tracer
             .span_builder(name)
             .with_kind(SpanKind::Client)
