@@ -546,6 +546,39 @@ fn a_corpus_of_bad_bodies_gets_4xx_openai_errors_and_never_a_5xx() {
         );
         assert_clean(name, &a);
     }
+    // Absurd sampling parameters are refused by the gateway itself, naming the field, on the
+    // built-in mock and before an upstream (whose answer would say "the upstream refused").
+    for (field, value) in [
+        ("temperature", json!(1e308)),
+        ("temperature", json!(-1)),
+        ("top_p", json!(7)),
+        ("presence_penalty", json!(-1e300)),
+        ("frequency_penalty", json!(99)),
+        ("n", json!(0)),
+        ("max_tokens", json!(0)),
+        ("top_logprobs", json!(1000)),
+        ("logit_bias", json!({"13": 1e9})),
+    ] {
+        for model in ["m", "gpt"] {
+            let mut body = chat_with(field, value.clone());
+            body["model"] = json!(model);
+            let a = env.post_json("/v1/chat/completions", &body);
+            let what = format!("{model} {field}={value}");
+            assert_eq!(
+                a.status,
+                400,
+                "{what}: {}",
+                String::from_utf8_lossy(&a.body)
+            );
+            let v = assert_clean(&what, &a).unwrap();
+            assert_eq!(v["error"]["param"], field, "{what}");
+            let msg = v["error"]["message"].as_str().unwrap_or_default();
+            assert!(
+                msg.starts_with(&format!("{field} ")) && !msg.contains("upstream refused"),
+                "{what}: {msg}"
+            );
+        }
+    }
     for (name, body) in [
         ("100k nested arrays", nested("[", "]", 100_000)),
         (

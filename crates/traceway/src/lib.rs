@@ -15,6 +15,7 @@
 pub mod client;
 pub mod deployment;
 pub mod error;
+pub mod params;
 pub mod provider;
 pub mod router;
 pub mod sse;
