@@ -6,6 +6,7 @@ use crate::server::{self, AppState};
 use crate::ui::traces::TraceBuffer;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use traceway::{Client, Tracing};
 use traceway_otel::config::{CaptureContent, ExporterKind, OtelConfig};
 use traceway_otel::exporter::Telemetry;
@@ -120,6 +121,7 @@ impl App {
             ui_traces,
             metrics,
             telemetry: telemetry.clone(),
+            abort: tokio_util::sync::CancellationToken::new(),
         });
         Ok(App { state, telemetry })
     }
@@ -160,13 +162,12 @@ impl App {
             addr: addr.to_owned(),
             source,
         })?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = tokio::sync::oneshot::channel::<Duration>();
         let router = self.router();
+        let abort = self.state.abort.clone();
         let task = tokio::spawn(async move {
-            let _ = server::serve(listener, router, async {
-                let _ = rx.await;
-            })
-            .await;
+            let stop = async { rx.await.unwrap_or(server::DEFAULT_SHUTDOWN_GRACE) };
+            let _ = server::serve(listener, router, stop, abort).await;
         });
         Ok(RunningProxy {
             addr: local,
@@ -181,7 +182,7 @@ impl App {
 pub struct RunningProxy {
     /// Where it listens.
     pub addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<Duration>>,
     task: Option<tokio::task::JoinHandle<()>>,
     /// The assembled proxy.
     pub app: App,
@@ -193,10 +194,17 @@ impl RunningProxy {
         format!("http://{}", self.addr)
     }
 
-    /// Stops accepting, waits for in-flight requests, then flushes telemetry.
-    pub async fn shutdown(mut self) {
+    /// Stops accepting, waits for in-flight requests (up to the default grace period), then
+    /// flushes telemetry.
+    pub async fn shutdown(self) {
+        self.shutdown_within(server::DEFAULT_SHUTDOWN_GRACE).await;
+    }
+
+    /// Stops accepting, waits up to `grace` for in-flight requests, ends those still running
+    /// (a 503, or an error event on a stream), then flushes telemetry.
+    pub async fn shutdown_within(mut self, grace: Duration) {
         if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
+            let _ = tx.send(grace);
         }
         if let Some(task) = self.task.take() {
             let _ = task.await;

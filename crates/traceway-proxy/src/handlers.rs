@@ -279,7 +279,11 @@ async fn handle(
         None => RequestSpan::disabled(),
     };
     let mut span = Some(span);
-    let mut response = match serve(&state, &headers, peer, body, &route, &mut span).await {
+    let served = tokio::select! {
+        served = serve(&state, &headers, peer, body, &route, &mut span) => served,
+        () = state.abort.cancelled() => Err(ApiError(crate::server::shutting_down())),
+    };
+    let mut response = match served {
         Ok(response) => {
             if let Some(span) = span.take() {
                 span.finish(response.status().as_u16());
@@ -417,8 +421,9 @@ async fn serve(
                 Some(m) => Body::from_stream(sse_body(
                     crate::keys::meter::Metered::new(chunks, m, strip_usage),
                     span,
+                    state.abort.clone(),
                 )),
-                None => Body::from_stream(sse_body(chunks, span)),
+                None => Body::from_stream(sse_body(chunks, span, state.abort.clone())),
             };
             Ok((StatusCode::OK, out_headers, body).into_response())
         }
@@ -438,10 +443,12 @@ fn encode_chunk(chunk: &Chunk) -> Bytes {
 }
 
 /// The SSE body: one `data:` event per chunk, `data: [DONE]` at the end, an error event if the
-/// upstream fails mid-stream. The request span ends when the body finishes or is dropped.
+/// upstream fails mid-stream or the shutdown grace period runs out (`abort`). The request span
+/// ends when the body finishes or is dropped.
 fn sse_body<S>(
     chunks: S,
     span: RequestSpan,
+    abort: tokio_util::sync::CancellationToken,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send
 where
     S: futures_util::Stream<Item = Result<Chunk, Error>> + Send + Unpin + 'static,
@@ -450,6 +457,7 @@ where
         chunks: Option<S>,
         span: Option<RequestSpan>,
         done: bool,
+        abort: tokio_util::sync::CancellationToken,
     }
     impl<S> Drop for State<S> {
         fn drop(&mut self) {
@@ -465,10 +473,14 @@ where
         chunks: Some(chunks),
         span: Some(span),
         done: false,
+        abort,
     };
     futures_util::stream::unfold(state, |mut st| async move {
         let next = match (st.done, st.chunks.as_mut()) {
-            (false, Some(chunks)) => chunks.next().await,
+            (false, Some(chunks)) => tokio::select! {
+                next = chunks.next() => next,
+                () = st.abort.cancelled() => Some(Err(crate::server::shutting_down())),
+            },
             _ => return None,
         };
         match next {

@@ -59,6 +59,26 @@ struct ServeArgs {
     /// Trace every request with OpenTelemetry, whatever the config's callbacks say.
     #[arg(long)]
     otel: bool,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT; those still running then
+    /// are ended with a 503 (an error event on a stream) and their spans flushed.
+    #[arg(long, env = "TRACEWAY_SHUTDOWN_GRACE", value_name = "SECONDS", value_parser = grace_seconds,
+          default_value_t = traceway_proxy::server::DEFAULT_SHUTDOWN_GRACE.as_secs_f64())]
+    shutdown_grace: f64,
+}
+
+/// Longest accepted grace period: an hour is already longer than any orchestrator waits.
+const MAX_SHUTDOWN_GRACE: f64 = 3600.0;
+
+fn grace_seconds(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if (0.0..=MAX_SHUTDOWN_GRACE).contains(&s) => Ok(s),
+        Ok(s) => Err(format!(
+            "{s} is out of range: give seconds between 0 and {MAX_SHUTDOWN_GRACE}"
+        )),
+        Err(_) => Err(format!(
+            "{text:?} is not a number of seconds (e.g. 20 or 2.5)"
+        )),
+    }
 }
 
 fn load(path: Option<&Path>) -> Result<ProxyConfig, traceway_proxy::config::ConfigError> {
@@ -138,8 +158,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("web UI on http://{local}/ui");
     }
     let router = app.router();
-    traceway_proxy::server::serve(listener, router, traceway_proxy::server::shutdown_signal())
-        .await?;
+    let grace = std::time::Duration::from_secs_f64(args.shutdown_grace);
+    let stop = async move {
+        traceway_proxy::server::shutdown_signal().await;
+        tracing::info!(
+            "shutting down: no new connections, in-flight requests get {:.1} s to finish",
+            grace.as_secs_f64()
+        );
+        grace
+    };
+    traceway_proxy::server::serve(listener, router, stop, app.state.abort.clone()).await?;
     tracing::info!("shutting down: in-flight requests finished, flushing telemetry");
     app.shutdown_telemetry();
     Ok(())

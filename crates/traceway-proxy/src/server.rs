@@ -8,9 +8,11 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use traceway::types::{Model, ModelList};
 use traceway::{Client, Error, ErrorKind};
 
@@ -34,6 +36,9 @@ pub struct AppState {
     pub metrics: traceway_otel::metrics::Metrics,
     /// The span pipeline, for its counters on `/metrics`.
     pub telemetry: Option<traceway_otel::exporter::Telemetry>,
+    /// Fired when the shutdown grace period runs out: requests still in flight end at once
+    /// (a 503, or an error event on a stream) so that their spans end and are flushed.
+    pub abort: CancellationToken,
 }
 
 /// The proxy's routes over `state`.
@@ -140,18 +145,62 @@ async fn not_found(uri: axum::http::Uri) -> Response {
         .into_response()
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight requests finish.
+/// The grace period in-flight requests get after SIGTERM when none is configured: inside
+/// Kubernetes' default 30 s, with time left to flush spans (the export timeout is 10 s).
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// How long connections get to take their last answer after `abort` fired.
+const AFTER_ABORT: Duration = Duration::from_secs(5);
+
+/// The answer to a request still running when the shutdown grace period ran out.
+pub fn shutting_down() -> Error {
+    Error::new(
+        ErrorKind::Unavailable,
+        "the gateway is shutting down and this request outlived its grace period; send it again",
+    )
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves with a grace period, then lets
+/// in-flight requests finish for that long; those still running then are ended through `abort`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: impl Future<Output = Duration> + Send + 'static,
+    abort: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(
+    let (grace_tx, grace_rx) = tokio::sync::oneshot::channel();
+    let signal = async move {
+        let _ = grace_tx.send(shutdown.await);
+    };
+    let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
-    .await
+    .with_graceful_shutdown(signal)
+    .into_future();
+    tokio::pin!(server);
+    let grace = tokio::select! {
+        done = &mut server => return done,
+        grace = grace_rx => match grace {
+            Ok(grace) => grace,
+            Err(_) => return server.await,
+        },
+    };
+    if let Ok(done) = tokio::time::timeout(grace, &mut server).await {
+        return done;
+    }
+    tracing::warn!(
+        "requests still in flight {:.1} s after the shutdown signal: ending them with a 503",
+        grace.as_secs_f64()
+    );
+    abort.cancel();
+    match tokio::time::timeout(AFTER_ABORT, &mut server).await {
+        Ok(done) => done,
+        Err(_) => {
+            tracing::warn!("connections still open after their requests were ended: closing");
+            Ok(())
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -372,3 +372,171 @@ async fn sigterm_with_a_dead_collector_exits_within_the_export_timeout() {
         "shutdown waited {took:?} on a dead collector"
     );
 }
+
+/// Requests that would outlive any grace period: a non-streamed call the upstream never
+/// answers, a stream that goes silent after its first event, and a mock call delayed a minute.
+async fn put_hung_in_flight(url: &str, up: &OpenAiUpstream) -> Vec<JoinHandle<(u16, String)>> {
+    let events: Vec<String> = openai_upstream::CHAT_COMPLETION_STREAM
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .take(1)
+        .map(str::to_owned)
+        .collect();
+    let received = up.requests().len();
+    up.push(Reply::Delay(
+        Duration::from_secs(60),
+        Box::new(Reply::Fixture),
+    ));
+    up.push(Reply::Sse {
+        events,
+        gap: Duration::ZERO,
+        end: StreamEnd::Hang,
+    });
+    let client = reqwest::Client::new();
+    let bodies = [
+        json!({"model": "slow", "messages": [{"role": "user", "content": "never answered"}]}),
+        json!({"model": "slow", "stream": true, "messages": [{"role": "user", "content": "goes silent"}]}),
+        json!({"model": "m", "mock_delay": 60, "messages": [{"role": "user", "content": "a minute late"}]}),
+    ];
+    let mut tasks = Vec::new();
+    for (i, body) in bodies.into_iter().enumerate() {
+        let (client, url) = (client.clone(), url.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let resp = client
+                .post(format!("{url}/v1/chat/completions"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("request {i} got no answer: {e}"));
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap_or_default())
+        }));
+        if i < 2 {
+            wait_for_upstream(up, received + i + 1).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!tasks.iter().any(JoinHandle::is_finished));
+    tasks
+}
+
+/// What the hung requests got once the grace period ran out: a 503 in OpenAI's shape for the
+/// two non-streamed ones, the stream's first event then an error event; and one SERVER span
+/// each, ended once with an error status.
+async fn assert_hung_requests_ended(tasks: Vec<JoinHandle<(u16, String)>>, spans: &[ReceivedSpan]) {
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    for i in [0, 2] {
+        let (status, body) = &answers[i];
+        assert_eq!(*status, 503, "request {i}: {body}");
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["error"]["type"], "service_unavailable_error", "{body}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("shutting down"),
+            "{body}"
+        );
+    }
+    let (status, body) = &answers[1];
+    assert_eq!(*status, 200);
+    let events: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(events.len(), 2, "first chunk then the error event: {body}");
+    let err: Value = serde_json::from_str(events[1]).unwrap();
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("shutting down"),
+        "{body}"
+    );
+    let servers: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.name == SERVER_SPAN).collect();
+    assert_eq!(servers.len(), 3, "one SERVER span per hung request");
+    let mut ids: Vec<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), spans.len(), "a span exported twice");
+    for s in servers {
+        assert!(
+            matches!(&s.status, traceway_testkit::otlp::Status::Error { message } if message.contains("shutting down")),
+            "{:?}",
+            s.status
+        );
+        assert_eq!(s.attr_str("error.type"), Some("unavailable"), "{s:?}");
+    }
+    let clients = spans
+        .iter()
+        .filter(|s| s.name == "raw_gen_ai_request")
+        .count();
+    assert_eq!(clients, 3, "each attempt's CLIENT span ended too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_requests_outliving_the_grace_period_end_with_503_and_their_spans_flush() {
+    let rx = OtlpReceiver::start().await;
+    let up = OpenAiUpstream::start().await;
+    let env = otel_env(&rx);
+    let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let p = common::proxy(&config(&up.api_base()), &vars).await;
+    let tasks = put_hung_in_flight(&p.url(), &up).await;
+    let started = Instant::now();
+    p.shutdown_within(Duration::from_millis(300)).await;
+    let took = started.elapsed();
+    println!("in process: stopped {:.0} ms after the stop", ms(took));
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+        "stopped after {took:?} with a 300 ms grace period"
+    );
+    assert_hung_requests_ended(tasks, &rx.spans()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_requests_outliving_traceway_shutdown_grace_and_exits_zero() {
+    let rx = OtlpReceiver::start().await;
+    let up = OpenAiUpstream::start().await;
+    let mut env = otel_env(&rx);
+    env.push(("TRACEWAY_SHUTDOWN_GRACE", "0.5".to_owned()));
+    let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut bin = Binary::start(&config(&up.api_base()), &vars).await;
+    let tasks = put_hung_in_flight(&bin.url(), &up).await;
+    let started = Instant::now();
+    bin.sigterm();
+    let exit = bin.wait_exit(Duration::from_secs(10)).await;
+    let took = started.elapsed();
+    println!("binary: exit {:.0} ms after SIGTERM", ms(took));
+    assert_eq!(exit.code(), Some(0), "{}", bin.stderr());
+    assert!(took >= Duration::from_millis(500), "exited after {took:?}");
+    assert!(
+        bin.stderr().contains("ending them with a 503"),
+        "{}",
+        bin.stderr()
+    );
+    assert_hung_requests_ended(tasks, &rx.spans()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_traceway_shutdown_grace_stops_start_up_naming_it() {
+    for (value, says) in [
+        ("soon", "not a number"),
+        ("-1", "out of range"),
+        ("1e9", "out of range"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_traceway"))
+            .args(["serve", "--port", "0"])
+            .env("TRACEWAY_SHUTDOWN_GRACE", value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{value}: started");
+        assert!(
+            stderr.contains("--shutdown-grace") && stderr.contains(says),
+            "{value}: {stderr}"
+        );
+    }
+}
