@@ -313,7 +313,7 @@ async fn non_streaming_faults_answer_clean_errors_and_end_every_span_once() {
                 502,
                 "api_connection_error",
                 "connection_error",
-                "could not reach openai",
+                "the connection to openai at 127.0.0.1 broke before a complete answer",
             ),
         ),
         (
@@ -324,7 +324,7 @@ async fn non_streaming_faults_answer_clean_errors_and_end_every_span_once() {
                 502,
                 "api_connection_error",
                 "connection_error",
-                "could not reach openai",
+                "the connection to openai at 127.0.0.1 broke before a complete answer",
             ),
         ),
         (
@@ -411,7 +411,7 @@ async fn non_streaming_faults_answer_clean_errors_and_end_every_span_once() {
                     502,
                     "api_connection_error",
                     "connection_error",
-                    "could not reach",
+                    "broke before a complete answer",
                 )
             },
         ),
@@ -509,7 +509,7 @@ async fn streaming_faults_end_the_stream_with_an_error_event_and_every_span_once
         (
             "reset before the headers",
             Reply::Reset,
-            fails(502, "api_connection_error", "connection_error", "could not reach openai"),
+            fails(502, "api_connection_error", "connection_error", "the connection to openai at 127.0.0.1 broke"),
         ),
         (
             "never answers",

@@ -1020,11 +1020,16 @@ fn transport_error(provider: &str, e: reqwest::Error) -> Error {
     // The whole chain: hyper-util's "client error (SendRequest)" alone hides the cause
     // ("connection closed before message completed", "Connection refused").
     let detail = traceway_otel::error_text::error_chain(&e, false);
-    Error::new(
-        kind,
-        format!("could not reach {provider} at {host}: {detail}"),
-    )
-    .with_provider(provider)
+    // Say whether the upstream was reached: a refused connection and a reset mid-answer call
+    // for different fixes (address vs upstream health).
+    let message = if e.is_connect() {
+        format!("could not reach {provider} at {host}: {detail}")
+    } else if e.is_timeout() {
+        format!("{provider} at {host} did not answer in time: {detail}")
+    } else {
+        format!("the connection to {provider} at {host} broke before a complete answer: {detail}")
+    };
+    Error::new(kind, message).with_provider(provider)
 }
 
 #[allow(clippy::too_many_arguments)]
