@@ -193,7 +193,7 @@ impl Telemetry {
         in_memory: Option<InMemorySpanExporter>,
         pipelines: Vec<Arc<Pipeline>>,
     ) -> Result<Option<Telemetry>, ExporterError> {
-        let mut builder = SdkTracerProvider::builder()
+        let builder = SdkTracerProvider::builder()
             .with_sampler(Sampler::AlwaysOn)
             // Explicit limits, so the SDK's own OTEL_SPAN_*_LIMIT reading (behind the Env
             // trait's back) has no effect; the attribute count comes from our config.
@@ -203,10 +203,10 @@ impl Telemetry {
                 ..SpanLimits::default()
             })
             .with_resource(resource(cfg));
-        for p in processors.into_iter().chain(extra) {
-            builder = builder.with_span_processor(BoxedProcessor(p));
-        }
-        let provider = builder.build();
+        // One processor for the SDK: with several it copies every ended span once per
+        // processor; `Fanout` copies it once less (the last destination takes the original).
+        let all: Vec<Box<dyn SpanProcessor>> = extra.into_iter().chain(processors).collect();
+        let provider = builder.with_span_processor(Fanout(all)).build();
         let scope = InstrumentationScope::builder(INSTRUMENTATION_SCOPE)
             .with_version(env!("CARGO_PKG_VERSION"))
             .build();
@@ -521,29 +521,53 @@ impl<P: SpanProcessor> SpanProcessor for QueueGate<P> {
     }
 }
 
-/// `Box<dyn SpanProcessor>` is not itself a `SpanProcessor`; this forwards to it.
+/// Every destination behind one SDK processor: an ended span is copied for all but the last
+/// destination, which takes it as it is (the SDK would copy it for each).
 #[derive(Debug)]
-struct BoxedProcessor(Box<dyn SpanProcessor>);
+struct Fanout(Vec<Box<dyn SpanProcessor>>);
 
-impl SpanProcessor for BoxedProcessor {
+impl Fanout {
+    /// Runs `f` on every destination, also after one fails; the first failure is reported.
+    fn every(&self, f: impl Fn(&dyn SpanProcessor) -> OTelSdkResult) -> OTelSdkResult {
+        let mut outcome = Ok(());
+        for p in &self.0 {
+            let r = f(p.as_ref());
+            if outcome.is_ok() {
+                outcome = r;
+            }
+        }
+        outcome
+    }
+}
+
+impl SpanProcessor for Fanout {
     fn on_start(&self, span: &mut Span, cx: &Context) {
-        self.0.on_start(span, cx);
+        for p in &self.0 {
+            p.on_start(span, cx);
+        }
     }
 
     fn on_end(&self, span: SpanData) {
-        self.0.on_end(span);
+        if let Some((last, rest)) = self.0.split_last() {
+            for p in rest {
+                p.on_end(span.clone());
+            }
+            last.on_end(span);
+        }
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        self.0.force_flush()
+        self.every(|p| p.force_flush())
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.0.shutdown_with_timeout(timeout)
+        self.every(|p| p.shutdown_with_timeout(timeout))
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.0.set_resource(resource);
+        for p in &mut self.0 {
+            p.set_resource(resource);
+        }
     }
 }
 

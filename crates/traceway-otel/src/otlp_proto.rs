@@ -143,10 +143,88 @@ fn put_key_values(buf: &mut Vec<u8>, field: u32, attrs: &[KeyValue]) {
 }
 
 fn put_key_value(buf: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
-    put_message(buf, field, |buf| {
-        put_str(buf, 1, key);
-        put_message(buf, 2, |buf| put_any_value_body(buf, value));
-    });
+    // Most values are strings or numbers, whose encoded length is known before writing: the
+    // two enclosing lengths go in front directly, where `put_message` would reserve a byte
+    // and shift a long body (a prompt) once per level.
+    let Some(value_len) = scalar_len(value) else {
+        put_message(buf, field, |buf| {
+            put_str(buf, 1, key);
+            put_message(buf, 2, |buf| put_any_value_body(buf, value));
+        });
+        return;
+    };
+    let key_len = if key.is_empty() {
+        0
+    } else {
+        1 + varint_len(key.len() as u64) + key.len()
+    };
+    let body_len = key_len + 1 + varint_len(value_len as u64) + value_len;
+    // The framing bytes are gathered on the stack and appended with the text in a few
+    // copies: this runs for every attribute of every exported span.
+    let mut head = Head::default();
+    head.tag(field, LEN);
+    head.varint(body_len as u64);
+    buf.reserve(head.len + body_len);
+    if !key.is_empty() {
+        head.tag(1, LEN);
+        head.varint(key.len() as u64);
+        buf.extend_from_slice(head.bytes());
+        buf.extend_from_slice(key.as_bytes());
+        head = Head::default();
+    }
+    head.tag(2, LEN);
+    head.varint(value_len as u64);
+    match value {
+        Value::String(s) => {
+            head.tag(1, LEN);
+            head.varint(s.as_str().len() as u64);
+            buf.extend_from_slice(head.bytes());
+            buf.extend_from_slice(s.as_str().as_bytes());
+        }
+        _ => {
+            buf.extend_from_slice(head.bytes());
+            put_any_value_body(buf, value);
+        }
+    }
+}
+
+/// Up to a few tags and lengths, written on the stack before one append.
+#[derive(Default)]
+struct Head {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl Head {
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.buf[self.len] = (v as u8) | 0x80;
+            self.len += 1;
+            v >>= 7;
+        }
+        self.buf[self.len] = v as u8;
+        self.len += 1;
+    }
+
+    fn tag(&mut self, field: u32, wire: u8) {
+        self.varint(u64::from(field << 3 | u32::from(wire)));
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// The encoded length of an `AnyValue` body holding a string or a number; `None` for arrays
+/// (and kinds added to the API later), which are measured after writing.
+fn scalar_len(value: &Value) -> Option<usize> {
+    match value {
+        Value::String(s) => Some(1 + varint_len(s.as_str().len() as u64) + s.as_str().len()),
+        Value::Bool(_) => Some(2),
+        Value::I64(i) => Some(1 + varint_len(*i as u64)),
+        Value::F64(_) => Some(9),
+        _ => None,
+    }
 }
 
 /// The `resource` field of a `ResourceSpans`, built once per resource.
