@@ -84,7 +84,7 @@ fn caller_attributes(headers: &HeaderMap, peer: Option<ConnectInfo<SocketAddr>>)
     if let Some(ConnectInfo(addr)) = peer {
         attrs.push(KeyValue::new(
             k::METADATA_REQUESTER_IP_ADDRESS,
-            addr.ip().to_string(),
+            ip_text(addr.ip()),
         ));
     }
     if let Some(ua) = headers
@@ -104,6 +104,28 @@ pub const REDACTION_HEADERS: &[&str] = &[
 
 /// The redaction a request header asks for; `None` when no header does (the key's or team's
 /// `turn_off_message_logging`, then the global setting, decide instead).
+/// An IP address as text; IPv4 without `Display`'s padding machinery, since every traced
+/// request records its caller's.
+fn ip_text(ip: std::net::IpAddr) -> String {
+    let std::net::IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut s = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        if octet >= 100 {
+            s.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            s.push(char::from(b'0' + octet / 10 % 10));
+        }
+        s.push(char::from(b'0' + octet % 10));
+    }
+    s
+}
+
 fn redaction_asked(headers: &HeaderMap) -> Option<traceway::Redaction> {
     let on = REDACTION_HEADERS.iter().any(|h| {
         headers
@@ -257,15 +279,21 @@ async fn handle(
     let span = match state.client.tracing() {
         Some(tracing) => {
             let parent = traceway_otel::propagation::extract(&headers);
-            let mut attrs = vec![
+            // By default the SERVER span carries the call's request and response too.
+            let mut attrs = Vec::with_capacity(if state.nested_request_span {
+                16
+            } else {
+                traceway::telemetry::CARRIER_ATTRIBUTES
+            });
+            attrs.extend([
                 KeyValue::new(k::HTTP_ROUTE, route.path),
                 KeyValue::new(k::HTTP_REQUEST_METHOD, Method::POST.as_str()),
                 KeyValue::new(k::URL_PATH, route.path),
-            ];
+            ]);
             if let Some(ConnectInfo(addr)) = peer {
                 attrs.push(KeyValue::new(
                     k::METADATA_REQUESTER_IP_ADDRESS,
-                    addr.ip().to_string(),
+                    ip_text(addr.ip()),
                 ));
             }
             if let Some(ua) = headers
@@ -505,4 +533,27 @@ where
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ip_text;
+    use std::net::IpAddr;
+
+    #[test]
+    fn ip_text_is_display() {
+        for text in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.100.255",
+            "9.99.100.199",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: IpAddr = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(ip_text(ip), ip.to_string(), "{text}");
+        }
+    }
 }

@@ -712,7 +712,7 @@ impl Client {
                     api_key: deployment.api_key.as_ref().map(|k| k.expose()),
                     params: &deployment.params,
                 };
-                let up = match provider.build_request(&target, &upstream_request) {
+                let mut up = match provider.build_request(&target, &upstream_request) {
                     Ok(up) => up,
                     Err(e) => return (Err(e), None),
                 };
@@ -726,12 +726,12 @@ impl Client {
                     Some(u) => self.inner.http.post(u.url.clone()),
                     None => self.inner.http.post(&up.url),
                 };
-                let mut builder = builder.headers(up.headers).body(up.body);
                 if let Some(a) = &attempt {
                     for (k, v) in a.propagation_headers() {
-                        builder = builder.header(k, v);
+                        up.headers.insert(k, v);
                     }
                 }
+                let builder = builder.headers(up.headers).body(up.body);
                 let first_byte = if request.is_stream() {
                     deployment
                         .stream_timeout

@@ -201,7 +201,9 @@ impl HttpProvider for OpenAi {
             HeaderValue::from_static("application/json"),
         );
         if let Some(key) = target.api_key {
-            let mut v = HeaderValue::try_from(format!("Bearer {key}")).map_err(|_| {
+            // Concatenated rather than format!ed: this runs on every request.
+            let v = [b"Bearer ", key.as_bytes()].concat();
+            let mut v = HeaderValue::from_bytes(&v).map_err(|_| {
                 Error::new(
                     ErrorKind::BadRequest,
                     "the deployment's api_key contains characters not allowed in an HTTP header",
@@ -217,7 +219,7 @@ impl HttpProvider for OpenAi {
             )
         })?;
         Ok(UpstreamRequest {
-            url: format!("{base}{}", path(request.operation())),
+            url: [base, path(request.operation())].concat(),
             headers,
             body: body.into(),
         })
