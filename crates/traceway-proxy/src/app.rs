@@ -80,9 +80,12 @@ impl App {
             None if tracing_on => Telemetry::init_destinations(&destinations, Vec::new())?,
             None => None,
         };
+        // Provider settings a deployment leaves out (`AZURE_API_BASE`, `AWS_REGION` …) are read
+        // through the config's `environment_variables`, as LiteLLM sets them in its process.
         let mut builder = Client::builder()
             .direct_provider_models(false)
-            .router(config.router.clone());
+            .router(config.router.clone())
+            .env(Arc::new(config.env.clone()));
         if let Some(t) = config.request_timeout {
             builder = builder.timeout(t);
         }

@@ -126,18 +126,15 @@ async fn api_version_from_env_and_a_missing_one_is_a_400_that_says_what_to_set()
         .send()
         .await
         .unwrap();
-    // The proxy's config environment carries the key; AZURE_API_VERSION is read from the
-    // process environment at request time, which this test does not set.
-    if std::env::var("AZURE_API_VERSION").is_err() {
-        assert_eq!(resp.status(), 400);
-        let body: Value = resp.json().await.unwrap();
-        let msg = body["error"]["message"].as_str().unwrap();
-        assert!(
-            msg.contains("litellm_params.api_version") && msg.contains("AZURE_API_VERSION"),
-            "{msg}"
-        );
-        assert!(up.requests().is_empty());
-    }
+    // The proxy's environment (this test's map) carries the key but no AZURE_API_VERSION.
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("litellm_params.api_version") && msg.contains("AZURE_API_VERSION"),
+        "{msg}"
+    );
+    assert!(up.requests().is_empty());
     let cfg = provider_config(
         "gpt4o",
         "azure/dep",
@@ -159,4 +156,32 @@ async fn api_version_from_env_and_a_missing_one_is_a_400_that_says_what_to_set()
         up.last_request().query.as_deref(),
         Some("api-version=2024-06-01")
     );
+}
+
+/// LiteLLM sets a config's `environment_variables` in its process, so provider settings come
+/// from there as well as keys: here the endpoint, API version and key of an `azure/` entry
+/// that names none of them.
+#[tokio::test]
+async fn environment_variables_supply_the_azure_endpoint_version_and_key() {
+    let up = AzureUpstream::start().await;
+    let cfg = format!(
+        "model_list:\n  - model_name: gpt4o\n    litellm_params:\n      model: azure/dep\nenvironment_variables:\n  AZURE_API_BASE: {}\n  AZURE_API_VERSION: \"2024-08-01-preview\"\n  AZURE_API_KEY: azure-overlay-key\n",
+        up.api_base()
+    );
+    let p = proxy(&cfg, &[("AZURE_API_VERSION", "1999-01-01")]).await;
+    let resp = http()
+        .post(format!("{}/v1/chat/completions", p.url()))
+        .json(&chat())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let sent = up.last_request();
+    assert_eq!(sent.path, "/openai/deployments/dep/chat/completions");
+    // The config's value wins over the environment's, as a LiteLLM config's would.
+    assert_eq!(
+        sent.query.as_deref(),
+        Some("api-version=2024-08-01-preview")
+    );
+    assert_eq!(sent.header("api-key"), Some("azure-overlay-key"));
 }

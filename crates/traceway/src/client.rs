@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 use traceway_otel::config::CaptureContent;
-use traceway_otel::env::ProcessEnv;
+use traceway_otel::env::{Env, ProcessEnv};
 use traceway_otel::exporter::Telemetry;
 use traceway_otel::metrics::{CallMeasures, Metrics, OperationLabels};
 
@@ -85,6 +85,7 @@ pub struct ClientBuilder {
     metrics: Option<Metrics>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn RandomSource>,
+    env: Arc<dyn Env>,
 }
 
 impl ClientBuilder {
@@ -147,17 +148,26 @@ impl ClientBuilder {
         self
     }
 
+    /// Where environment settings are read: the `otel` callback's variables, provider keys a
+    /// deployment leaves out (`OPENAI_API_KEY` …) and provider settings (`AZURE_API_BASE`,
+    /// `AWS_REGION`, `OLLAMA_API_BASE` …). The process environment by default.
+    pub fn env(mut self, env: Arc<dyn Env>) -> Self {
+        self.env = env;
+        self
+    }
+
     /// Builds the client, starting the telemetry pipeline if a callback asks for it.
     pub fn build(self) -> Result<Client, BuildError> {
         install_crypto_provider();
         let mut groups: BTreeMap<String, Vec<Arc<Deployment>>> = BTreeMap::new();
         for (index, d) in self.deployments.into_iter().enumerate() {
             let model_name = d.model_name.clone();
-            let dep = Deployment::new(d).map_err(|source| BuildError::Deployment {
-                index,
-                model_name,
-                source: Box::new(source),
-            })?;
+            let dep =
+                Deployment::with_env(d, &*self.env).map_err(|source| BuildError::Deployment {
+                    index,
+                    model_name,
+                    source: Box::new(source),
+                })?;
             groups
                 .entry(dep.model_group.clone())
                 .or_default()
@@ -173,7 +183,7 @@ impl ClientBuilder {
         }
         if tracing.is_none() && !self.callbacks.is_empty() {
             let destinations =
-                traceway_otel::destinations::destinations(&self.callbacks, &ProcessEnv)?;
+                traceway_otel::destinations::destinations(&self.callbacks, &*self.env)?;
             tracing = Telemetry::init_destinations(&destinations, Vec::new())?.map(|telemetry| {
                 let capture_content = telemetry.config().capture != CaptureContent::NoContent;
                 Tracing {
@@ -197,6 +207,7 @@ impl ClientBuilder {
                 tracing,
                 direct_models: self.direct_models,
                 timeout: self.timeout,
+                env: self.env,
             }),
         })
     }
@@ -267,6 +278,7 @@ struct Inner {
     tracing: Option<Tracing>,
     direct_models: bool,
     timeout: Duration,
+    env: Arc<dyn Env>,
 }
 
 /// One call shape (OpenAI's) across providers, traced when a callback asks for it.
@@ -299,6 +311,7 @@ impl Client {
             clock: Arc::new(SystemClock),
             random: Arc::new(ThreadRandom),
             metrics: None,
+            env: Arc::new(ProcessEnv),
         }
     }
 
@@ -393,11 +406,14 @@ impl Client {
             if let Some(d) = cache.get(model) {
                 return Ok(vec![d.clone()]);
             }
-            let d = Arc::new(Deployment::new(DeploymentConfig {
-                model_name: model.to_owned(),
-                model: model.to_owned(),
-                ..DeploymentConfig::default()
-            })?);
+            let d = Arc::new(Deployment::with_env(
+                DeploymentConfig {
+                    model_name: model.to_owned(),
+                    model: model.to_owned(),
+                    ..DeploymentConfig::default()
+                },
+                &*self.inner.env,
+            )?);
             cache.insert(model.to_owned(), d.clone());
             return Ok(vec![d]);
         }
@@ -711,6 +727,7 @@ impl Client {
                     api_base: deployment.api_base.as_deref(),
                     api_key: deployment.api_key.as_ref().map(|k| k.expose()),
                     params: &deployment.params,
+                    env: &*self.inner.env,
                 };
                 let mut up = match provider.build_request(&target, &upstream_request) {
                     Ok(up) => up,

@@ -199,8 +199,17 @@ pub fn split_provider_model(model: &str) -> Result<(&str, &str), Error> {
 }
 
 impl Deployment {
-    /// Builds a deployment, checking its provider prefix.
+    /// Builds a deployment, checking its provider prefix; a key it leaves out comes from the
+    /// process environment.
     pub fn new(config: DeploymentConfig) -> Result<Self, Error> {
+        Self::with_env(config, &traceway_otel::env::ProcessEnv)
+    }
+
+    /// Builds a deployment, reading a key it leaves out (`OPENAI_API_KEY` …) from `env`.
+    pub fn with_env(
+        config: DeploymentConfig,
+        env: &dyn traceway_otel::env::Env,
+    ) -> Result<Self, Error> {
         let (prefix, model) = split_provider_model(&config.model)?;
         let backend = provider::backend_for(prefix)
             .ok_or_else(|| Error::new(ErrorKind::Internal, "provider vanished"))?;
@@ -218,7 +227,7 @@ impl Deployment {
             backend
                 .api_key_env()
                 .iter()
-                .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+                .find_map(|var| env.var(var).filter(|v| !v.is_empty()))
                 .map(Secret::new)
         });
         let span_values = Arc::new(crate::telemetry::SpanValues::new(

@@ -358,3 +358,28 @@ async fn broken_answers_are_clean_errors_never_panics_or_hangs() {
         ErrorKind::Timeout
     );
 }
+
+/// `ClientBuilder::env`: a direct `ollama/…` model finds its server through the builder's own
+/// environment (`OLLAMA_API_BASE`), never the process's.
+#[tokio::test]
+async fn the_builders_env_supplies_provider_settings_to_direct_models() {
+    let up = OllamaUpstream::start().await;
+    let env: std::collections::HashMap<String, String> =
+        [("OLLAMA_API_BASE".to_owned(), up.api_base())].into();
+    let c = Client::builder()
+        .env(std::sync::Arc::new(env))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let r = c.chat(ask("ollama/llama3.2", "Hello")).await.unwrap();
+    assert!(!r.choices.is_empty());
+    assert_eq!(up.requests().len(), 1);
+    // Without it, the same model goes to Ollama's default address, not this server.
+    let plain = Client::builder()
+        .env(std::sync::Arc::new(std::collections::HashMap::new()))
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let _ = plain.chat(ask("ollama/llama3.2", "Hello")).await;
+    assert_eq!(up.requests().len(), 1);
+}

@@ -147,7 +147,7 @@ pub enum StreamEvent {
 }
 
 /// The deployment details a provider needs to address the upstream.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Target<'a> {
     /// The model name the upstream knows.
     pub model: &'a str,
@@ -158,6 +158,22 @@ pub struct Target<'a> {
     /// Extra `litellm_params`: provider settings (`api_version`, `aws_region_name` …) and
     /// body params the provider puts into the request where the caller did not set them.
     pub params: &'a Extra,
+    /// Where settings the deployment leaves out are read (`AZURE_API_BASE`, `AWS_REGION`,
+    /// `OLLAMA_API_BASE` …): the process environment, or the proxy config's
+    /// `environment_variables` over it.
+    pub env: &'a dyn traceway_otel::env::Env,
+}
+
+impl std::fmt::Debug for Target<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key is a secret and the environment may hold others: neither is printed.
+        f.debug_struct("Target")
+            .field("model", &self.model)
+            .field("api_base", &self.api_base)
+            .field("api_key", &self.api_key.map(|_| "<set>"))
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An HTTP request ready to send upstream (always a POST).

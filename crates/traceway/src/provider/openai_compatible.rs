@@ -19,7 +19,7 @@ use crate::types::{ErrorBody, Usage};
 use http::{HeaderMap, HeaderValue, header};
 use serde_json::Value;
 use std::sync::Arc;
-use traceway_otel::env::{Env, ProcessEnv};
+use traceway_otel::env::Env;
 
 /// Request adjustments a provider needs beyond OpenAI's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -351,7 +351,7 @@ impl HttpProvider for Compatible {
         target: &Target<'_>,
         request: &Request,
     ) -> Result<UpstreamRequest, Error> {
-        self.build_with_env(target, request, &ProcessEnv)
+        self.build_with_env(target, request, target.env)
     }
 
     fn parse_response(
@@ -455,6 +455,7 @@ mod tests {
         for (id, url, key_var, semconv) in expected {
             let p = Compatible(preset(id).unwrap());
             let t = Target {
+                env: &traceway_otel::env::ProcessEnv,
                 model: "m",
                 api_base: None,
                 api_key: Some("sk-test"),
@@ -474,6 +475,7 @@ mod tests {
     fn hosted_vllm_needs_a_base_from_the_deployment_or_env() {
         let params = Extra::new();
         let t = Target {
+            env: &traceway_otel::env::ProcessEnv,
             model: "meta/llama",
             api_base: None,
             api_key: None,
@@ -500,6 +502,7 @@ mod tests {
     fn mistral_quirks_apply_and_others_pass_through() {
         let params = Extra::new();
         let t = Target {
+            env: &traceway_otel::env::ProcessEnv,
             model: "mistral-small",
             api_base: None,
             api_key: None,

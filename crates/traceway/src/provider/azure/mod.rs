@@ -15,7 +15,7 @@ use super::{HttpProvider, Operation, Request, Response, StreamParser, Target, Up
 use crate::error::Error;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use serde_json::Value;
-use traceway_otel::env::{Env, ProcessEnv};
+use traceway_otel::env::Env;
 
 /// Provider id.
 pub const ID: &str = "azure";
@@ -142,7 +142,7 @@ impl HttpProvider for Azure {
         target: &Target<'_>,
         request: &Request,
     ) -> Result<UpstreamRequest, Error> {
-        self.build_with_env(target, request, &ProcessEnv)
+        self.build_with_env(target, request, target.env)
     }
 
     fn parse_response(
@@ -186,6 +186,7 @@ mod tests {
         params.insert("api_version".into(), "2024-10-21".into());
         params.insert("temperature".into(), 0.2.into());
         let t = Target {
+            env: &traceway_otel::env::ProcessEnv,
             model: "my-gpt4o",
             api_base: Some("https://res.openai.azure.com/"),
             api_key: Some("azure-key"),
@@ -211,6 +212,7 @@ mod tests {
     fn env_fills_base_and_version_and_their_absence_names_what_to_set() {
         let params = Extra::new();
         let t = Target {
+            env: &traceway_otel::env::ProcessEnv,
             model: "dep",
             api_base: None,
             api_key: None,

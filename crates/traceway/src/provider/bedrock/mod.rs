@@ -186,7 +186,7 @@ impl HttpProvider for Bedrock {
         target: &Target<'_>,
         request: &Request,
     ) -> Result<UpstreamRequest, Error> {
-        let settings = sigv4::resolve(target.params, &|name| std::env::var(name).ok())?;
+        let settings = sigv4::resolve(target.params, &|name| target.env.var(name))?;
         let model = model_id(target);
         let (action, body, stream) = match request {
             Request::Chat(r) => {
@@ -304,6 +304,7 @@ mod tests {
         params.insert("aws_secret_access_key".into(), "secret-test-key".into());
         params.insert("aws_region_name".into(), "eu-central-1".into());
         let target = Target {
+            env: &traceway_otel::env::ProcessEnv,
             model: "converse/anthropic.claude-3-haiku-20240307-v1:0",
             api_base: None,
             api_key: None,

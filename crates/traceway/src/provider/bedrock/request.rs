@@ -460,6 +460,7 @@ mod tests {
 
     fn target(params: &Extra) -> Target<'_> {
         Target {
+            env: &traceway_otel::env::ProcessEnv,
             model: "anthropic.claude-3-5-sonnet-20240620-v1:0",
             api_base: None,
             api_key: None,

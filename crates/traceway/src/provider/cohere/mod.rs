@@ -570,6 +570,7 @@ mod tests {
 
     fn target<'a>(params: &'a Extra, base: Option<&'a str>) -> Target<'a> {
         Target {
+            env: &traceway_otel::env::ProcessEnv,
             model: "command-r-plus-08-2024",
             api_base: base,
             api_key: Some("co-secret"),
@@ -654,6 +655,7 @@ mod tests {
         let e = Cohere::default()
             .build_request(
                 &Target {
+                    env: &traceway_otel::env::ProcessEnv,
                     model: "m",
                     api_base: None,
                     api_key: None,

@@ -1046,6 +1046,7 @@ mod tests {
     fn urls_for_each_operation() {
         let params = Extra::new();
         let t = Target {
+            env: &traceway_otel::env::ProcessEnv,
             model: "gemini-2.0-flash",
             api_base: None,
             api_key: Some("k"),

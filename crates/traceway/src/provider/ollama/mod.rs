@@ -536,9 +536,7 @@ impl HttpProvider for Ollama {
             Request::Completion(r) => ("/api/generate", generate_body(target, r)?),
             Request::Embedding(r) => ("/api/embed", embed_body(target, r)?),
         };
-        let env_base = std::env::var(OLLAMA_API_BASE)
-            .ok()
-            .filter(|v| !v.is_empty());
+        let env_base = target.env.var(OLLAMA_API_BASE).filter(|v| !v.is_empty());
         let base = target
             .api_base
             .or(env_base.as_deref())
@@ -616,6 +614,7 @@ mod tests {
 
     fn target(params: &Extra) -> Target<'_> {
         Target {
+            env: &traceway_otel::env::ProcessEnv,
             model: "llama3.2",
             api_base: Some("http://h:11434/"),
             api_key: None,

@@ -267,6 +267,7 @@ mod tests {
         params.insert("temperature".into(), serde_json::json!(0.7));
         params.insert("top_p".into(), serde_json::json!(0.5));
         let target = Target {
+            env: &traceway_otel::env::ProcessEnv,
             model: "gpt-4o",
             api_base: Some("http://h/v1/"),
             api_key: Some("sk-1"),
