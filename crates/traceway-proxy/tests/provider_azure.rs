@@ -18,6 +18,16 @@ const KEY: &str = "azure-proxy-secret-key";
 const TREE: &str = "Received Proxy Server Request [SERVER]\n  raw_gen_ai_request [CLIENT]";
 const FAILED: &str = "  Failed Proxy Server Request [INTERNAL]";
 
+/// Posts [`chat`] to the proxy's chat route.
+async fn ask_chat(p: &traceway_proxy::app::RunningProxy) -> reqwest::Response {
+    http()
+        .post(format!("{}/v1/chat/completions", p.url()))
+        .json(&chat())
+        .send()
+        .await
+        .unwrap()
+}
+
 fn chat() -> Value {
     json!({"model": "gpt4o", "messages": [{"role": "user", "content": "Hello"}]})
 }
@@ -120,12 +130,7 @@ async fn api_version_from_env_and_a_missing_one_is_a_400_that_says_what_to_set()
     let up = AzureUpstream::start().await;
     let cfg = provider_config("gpt4o", "azure/dep", &up.api_base(), None, &[], "");
     let p = proxy(&cfg, &[("AZURE_API_KEY", "azure-env-key")]).await;
-    let resp = http()
-        .post(format!("{}/v1/chat/completions", p.url()))
-        .json(&chat())
-        .send()
-        .await
-        .unwrap();
+    let resp = ask_chat(&p).await;
     // The proxy's environment (this test's map) carries the key but no AZURE_API_VERSION.
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.unwrap();
@@ -144,12 +149,7 @@ async fn api_version_from_env_and_a_missing_one_is_a_400_that_says_what_to_set()
         "",
     );
     let p = proxy(&cfg, &[("AZURE_API_KEY", "azure-env-key")]).await;
-    let resp = http()
-        .post(format!("{}/v1/chat/completions", p.url()))
-        .json(&chat())
-        .send()
-        .await
-        .unwrap();
+    let resp = ask_chat(&p).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(up.last_request().header("api-key"), Some("azure-env-key"));
     assert_eq!(
@@ -169,12 +169,7 @@ async fn environment_variables_supply_the_azure_endpoint_version_and_key() {
         up.api_base()
     );
     let p = proxy(&cfg, &[("AZURE_API_VERSION", "1999-01-01")]).await;
-    let resp = http()
-        .post(format!("{}/v1/chat/completions", p.url()))
-        .json(&chat())
-        .send()
-        .await
-        .unwrap();
+    let resp = ask_chat(&p).await;
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     let sent = up.last_request();
     assert_eq!(sent.path, "/openai/deployments/dep/chat/completions");
