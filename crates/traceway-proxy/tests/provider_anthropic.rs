@@ -292,3 +292,101 @@ async fn the_key_comes_from_anthropic_api_key_when_the_entry_names_none() {
     );
     assert_eq!(sent.body["model"], "claude-3-5-haiku");
 }
+
+/// `/v1/completions` on a chat-only provider, as LiteLLM serves it: the prompt goes up as one
+/// user message, the answer (and each stream chunk) comes back as a text completion, and the
+/// spans say `text_completion`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_completions_go_up_as_one_message_chats() {
+    let rx = OtlpReceiver::start().await;
+    let up = AnthropicUpstream::start().await;
+    let p = traced_proxy(&config(&up, OTEL_SETTINGS), &rx, &[]).await;
+    let url = format!("{}/v1/completions", p.url());
+    let body = json!({"model": "claude", "prompt": "Say hello", "max_tokens": 30, "echo": true, "logprobs": 1});
+    let r: Value = http()
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["object"], "text_completion", "{r}");
+    assert_eq!(r["choices"][0]["text"], "Hello! How can I help you today?");
+    assert_eq!(r["choices"][0]["finish_reason"], "stop");
+    assert_eq!(r["usage"]["completion_tokens"], 10);
+    let sent = up.last_request();
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(
+        sent.body["messages"],
+        json!([{"role": "user", "content": [{"type": "text", "text": "Say hello"}]}])
+    );
+    assert_eq!(sent.body["max_tokens"], 30);
+    assert!(sent.body.get("echo").is_none() && sent.body.get("logprobs").is_none());
+
+    let mut body = body;
+    body["stream"] = json!(true);
+    let events = sse_events(
+        &http()
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert!(
+        chunks.iter().all(|c| c["object"] == "text_completion"),
+        "{chunks:?}"
+    );
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["text"].as_str())
+        .collect();
+    assert_eq!(text, "Hello! How can I help?");
+
+    // Several prompts cannot ride one chat: a 400 naming `prompt`, nothing sent upstream.
+    let before = up.requests().len();
+    let resp = http()
+        .post(&url)
+        .json(&json!({"model": "claude", "prompt": ["a", "b"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["param"], "prompt");
+    assert_eq!(up.requests().len(), before);
+
+    let tree = spans_without(p, &rx, &[KEY]).await;
+    let mut roots = tree.roots();
+    roots.sort_by_key(|r| r.start_unix_nanos);
+    assert_eq!(roots.len(), 3);
+    for r in &roots[..2] {
+        assert_eq!(shape(&tree, r), TREE);
+        assert_eq!(r.attr_str("gen_ai.operation.name"), Some("text_completion"));
+        assert_eq!(r.attr_str("gen_ai.provider.name"), Some("anthropic"));
+        let client = tree.children_of(r)[0];
+        assert_eq!(
+            client.attr_str("gen_ai.operation.name"),
+            Some("text_completion")
+        );
+    }
+    assert_eq!(
+        roots[0].attr_str("gen_ai.completion.0.content"),
+        Some("Hello! How can I help you today?")
+    );
+    assert_eq!(
+        roots[1].attr_str("gen_ai.completion.0.content"),
+        Some("Hello! How can I help?")
+    );
+    assert!(matches!(roots[2].status, Status::Error { .. }));
+}

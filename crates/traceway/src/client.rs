@@ -714,6 +714,21 @@ impl Client {
                 (result, attempt)
             }
             Backend::Http(provider) => {
+                // A text completion to a chat-only provider goes up as a one-message chat.
+                let as_chat = op == Operation::Completion && !provider.serves_completions();
+                let chat;
+                let request = match request {
+                    Request::Completion(r) if as_chat => {
+                        match crate::completion_as_chat::request(r) {
+                            Ok(c) => {
+                                chat = Request::Chat(c);
+                                &chat
+                            }
+                            Err(e) => return (Err(e), None),
+                        }
+                    }
+                    other => other,
+                };
                 // Only a stream's request is changed on its way up (asking for usage).
                 let upstream_request = if request.is_stream() {
                     let mut r = request.clone();
@@ -761,14 +776,18 @@ impl Client {
                     provider.as_ref(),
                     &target,
                     builder,
-                    op,
+                    request.operation(),
                     request.is_stream(),
                     first_byte,
                     timeout,
                     attempt.as_ref(),
                 )
                 .await;
-                (result, attempt)
+                if as_chat {
+                    (result.map(chat_as_completion), attempt)
+                } else {
+                    (result, attempt)
+                }
             }
         }
     }
@@ -1021,6 +1040,22 @@ async fn mock_attempt(
             request,
             &plan,
         )))
+    }
+}
+
+/// A chat attempt's answer in the text-completion shape (`completion_as_chat`).
+fn chat_as_completion(answer: Attempt) -> Attempt {
+    match answer {
+        Attempt::Full(Response::Chat(c)) => {
+            Attempt::Full(Response::Completion(crate::completion_as_chat::response(c)))
+        }
+        Attempt::Stream(chunks) => Attempt::Stream(Box::pin(chunks.map(|chunk| {
+            chunk.map(|c| match c {
+                Chunk::Chat(c) => Chunk::Completion(crate::completion_as_chat::chunk(c)),
+                other => other,
+            })
+        }))),
+        other => other,
     }
 }
 

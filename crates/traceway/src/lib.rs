@@ -13,6 +13,7 @@
 //! ```
 
 pub mod client;
+pub mod completion_as_chat;
 pub mod deployment;
 pub mod error;
 pub mod params;

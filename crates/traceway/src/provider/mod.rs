@@ -214,6 +214,11 @@ pub trait HttpProvider: Send + Sync + std::fmt::Debug {
     fn api_key_env(&self) -> &'static [&'static str] {
         &[]
     }
+    /// Whether the upstream has a text-completion endpoint. Without one, a text completion is
+    /// sent as a one-message chat and its answer turned back (`completion_as_chat`).
+    fn serves_completions(&self) -> bool {
+        true
+    }
     /// Builds the upstream request for `request` (gateway-only fields already present in
     /// `request.extra()` must not be sent).
     fn build_request(

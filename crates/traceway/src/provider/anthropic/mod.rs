@@ -554,6 +554,10 @@ impl HttpProvider for Anthropic {
         &["ANTHROPIC_API_KEY"]
     }
 
+    fn serves_completions(&self) -> bool {
+        false
+    }
+
     fn build_request(
         &self,
         target: &Target<'_>,

@@ -181,6 +181,10 @@ impl HttpProvider for Bedrock {
         SEMCONV_NAME
     }
 
+    fn serves_completions(&self) -> bool {
+        false
+    }
+
     fn build_request(
         &self,
         target: &Target<'_>,

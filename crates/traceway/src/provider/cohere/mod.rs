@@ -471,6 +471,10 @@ impl HttpProvider for Cohere {
         &[COHERE_API_KEY, CO_API_KEY]
     }
 
+    fn serves_completions(&self) -> bool {
+        false
+    }
+
     fn build_request(
         &self,
         target: &Target<'_>,

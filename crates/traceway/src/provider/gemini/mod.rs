@@ -744,6 +744,10 @@ impl HttpProvider for Gemini {
         &["GEMINI_API_KEY"]
     }
 
+    fn serves_completions(&self) -> bool {
+        false
+    }
+
     fn build_request(
         &self,
         target: &Target<'_>,
