@@ -373,7 +373,7 @@ fn chat_completion_object() -> String {
 }
 
 /// A tool-call fragment in a stream delta.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ToolCallDelta {
     /// Which tool call this fragment extends.
     #[serde(default)]
@@ -387,6 +387,9 @@ pub struct ToolCallDelta {
     /// Name and argument fragments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function: Option<FunctionCallDelta>,
+    /// Fields not named above (`provider_specific_fields` with Gemini's `thought_signature` …).
+    #[serde(flatten)]
+    pub extra: Extra,
 }
 
 /// Name and argument fragments of a streamed tool call.

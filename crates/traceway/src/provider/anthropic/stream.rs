@@ -103,6 +103,7 @@ impl AnthropicStream {
                         name,
                         arguments: Some(args),
                     }),
+                    ..Default::default()
                 }]),
                 ..ChatDelta::default()
             },

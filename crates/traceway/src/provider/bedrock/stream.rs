@@ -118,6 +118,7 @@ impl StreamParser for ConverseStream {
                                 name: Some(tool_use.name),
                                 arguments: Some(String::new()),
                             }),
+                            ..Default::default()
                         })
                     }
                     Some(BlockStart::Unknown(_)) | None => StreamEvent::Skip,
@@ -159,6 +160,7 @@ impl StreamParser for ConverseStream {
                                     name: None,
                                     arguments: Some(tool_use.input),
                                 }),
+                                ..Default::default()
                             })
                         }
                     }

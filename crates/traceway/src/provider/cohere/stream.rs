@@ -147,6 +147,7 @@ impl StreamParser for ChatStream {
                                 name: f.name,
                                 arguments: Some(f.arguments.unwrap_or_default()),
                             }),
+                            ..Default::default()
                         }]),
                         ..ChatDelta::default()
                     },
@@ -166,6 +167,7 @@ impl StreamParser for ChatStream {
                                     name: None,
                                     arguments: Some(args),
                                 }),
+                                ..Default::default()
                             }]),
                             ..ChatDelta::default()
                         },

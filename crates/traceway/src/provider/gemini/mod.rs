@@ -18,7 +18,8 @@
 //!   plus `responseSchema` for `json_schema`), `reasoning_effort` → `thinkingConfig`.
 //! - Answers: text parts joined; `thought` parts become `reasoning_content`; function calls
 //!   get an id when Gemini gives none, and their `thoughtSignature` is kept in the tool call's
-//!   `provider_specific_fields` and sent back on the next turn.
+//!   `provider_specific_fields` (streamed ones too, on the tool-call delta) and sent back on the
+//!   next turn.
 //! - Finish reasons: `STOP` → `stop` (`tool_calls` when the answer calls functions),
 //!   `MAX_TOKENS` → `length`, `SAFETY`/`RECITATION`/`BLOCKLIST`/`PROHIBITED_CONTENT`/`SPII` →
 //!   `content_filter`; a blocked prompt is one `content_filter` choice.

@@ -101,6 +101,8 @@ impl GeminiStream {
                                 name: Some(call.function.name),
                                 arguments: Some(call.function.arguments),
                             }),
+                            // The thought signature, which the next turn must send back.
+                            extra: call.extra,
                         });
                     state.tools += 1;
                 } else if let Some(t) = part.text {
@@ -237,6 +239,22 @@ mod tests {
         assert!(c[2].choices.is_empty());
         assert_eq!(c[2].usage.as_ref().unwrap().total_tokens, 15);
         assert_eq!(c[2].model, "gemini-2.0-flash-001");
+    }
+
+    #[test]
+    fn a_streamed_calls_thought_signature_reaches_the_client() {
+        let out = run(&[
+            r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"name":"get_weather","args":{"city":"Paris"}},"thoughtSignature":"CiQB0e2K"},{"functionCall":{"name":"get_time","args":{}}}]},"finishReason":"STOP","index":0}],"responseId":"r2"}"#,
+        ])
+        .unwrap();
+        let calls = chunks(&out)[0].choices[0].delta.tool_calls.clone().unwrap();
+        let wire = serde_json::to_value(&calls).unwrap();
+        assert_eq!(
+            wire[0]["provider_specific_fields"]["thought_signature"],
+            "CiQB0e2K"
+        );
+        assert!(wire[1].get("provider_specific_fields").is_none());
+        assert_eq!(wire[1]["index"], 1);
     }
 
     #[test]

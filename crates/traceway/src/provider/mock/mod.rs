@@ -414,6 +414,7 @@ pub(crate) fn stream(model: &str, request: &Request, plan: &MockPlan) -> Vec<Chu
                                     name: Some(call.function.name.clone()),
                                     arguments: Some(call.function.arguments.clone()),
                                 }),
+                                ..Default::default()
                             }]),
                             ..ChatDelta::default()
                         };

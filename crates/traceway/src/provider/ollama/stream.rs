@@ -95,6 +95,7 @@ impl StreamParser for ChatStream {
                     name: Some(call.function.name.clone()),
                     arguments: Some(call.function.arguments_string()),
                 }),
+                ..Default::default()
             });
             self.tool_calls += 1;
         }
