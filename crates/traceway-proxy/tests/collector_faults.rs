@@ -556,19 +556,26 @@ async fn soak_collector_faults() {
     );
     assert_eq!(exit.code(), Some(0), "{}", bin.stderr());
 
-    let bound = healthy.p50.mul_f64(1.10) + Duration::from_micros(50);
+    // The bound is the slowest of the three phases with a healthy collector (first, catching
+    // up after the restart, last): on a shared machine a healthy collector's own p50 drifts
+    // between phases (0.34 to 0.69 ms in one run), so one healthy phase is no baseline.
+    let healthy_phases = phases
+        .iter()
+        .filter(|ph| matches!(ph.name, "collector restarted" | "healthy again"))
+        .map(|ph| ph.p50)
+        .chain([healthy.p50]);
+    let baseline = healthy_phases.max().unwrap_or(healthy.p50);
+    let bound = baseline.mul_f64(1.10) + Duration::from_micros(50);
     let mut problems = Vec::new();
     for ph in &phases {
-        // Phases with a healthy collector (catching up after a fault, or at the end) are
-        // printed and held to the memory and max bounds, not to the p50 bound: that is about
-        // faults, and on a shared machine they drift with its load like any other phase.
+        // Phases with a healthy collector are held to the memory and max bounds only.
         let faulty = !matches!(ph.name, "collector restarted" | "healthy again");
         if faulty && ph.p50 > bound {
             problems.push(format!(
-                "{}: p50 {:.3} ms beyond healthy {:.3} ms + 10%",
+                "{}: p50 {:.3} ms beyond the slowest healthy phase's {:.3} ms + 10%",
                 ph.name,
                 ms(ph.p50),
-                ms(healthy.p50)
+                ms(baseline)
             ));
         }
         if ph.max >= slow {
