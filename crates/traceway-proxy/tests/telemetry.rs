@@ -794,3 +794,97 @@ async fn turn_off_message_logging_replaces_content_and_keeps_the_rest() {
     assert!(server.attr_i64("gen_ai.usage.total_tokens").unwrap() > 0);
     assert!(!format!("{:?}", server.attributes).contains("Hello"));
 }
+
+/// `input_cost_per_token` / `output_cost_per_token` (in `litellm_params` or `model_info`, as
+/// LiteLLM reads them) price a call: `gen_ai.cost.total_cost` on the request's span, for a
+/// whole answer, a stream (from its usage chunk) and embeddings; none without a price.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_token_prices_give_the_calls_cost() {
+    let rx = OtlpReceiver::start().await;
+    let up = OpenAiUpstream::start().await;
+    let base = up.api_base();
+    let cfg = format!(
+        "model_list:
+  - model_name: priced
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: {base}
+      api_key: sk-provider-secret
+      input_cost_per_token: 2.5e-06
+      output_cost_per_token: 0.00001
+  - model_name: embed
+    litellm_params:
+      model: openai/text-embedding-3-small
+      api_base: {base}
+      api_key: sk-provider-secret
+    model_info:
+      input_cost_per_token: 2.0e-08
+  - model_name: free
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: {base}
+      api_key: sk-provider-secret
+{OTEL}"
+    );
+    let p = traced(&cfg, &rx, &[]).await;
+    let chat = |model: &str, stream: bool| json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]});
+    for (path, body) in [
+        ("/v1/chat/completions", chat("priced", false)),
+        ("/v1/chat/completions", chat("priced", true)),
+        ("/v1/embeddings", json!({"model": "embed", "input": "hi"})),
+        ("/v1/chat/completions", chat("free", false)),
+    ] {
+        let resp = http()
+            .post(format!("{}{path}", p.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+    }
+    let tree = flushed_tree(p, &rx).await;
+    let mut roots = tree.roots();
+    roots.sort_by_key(|r| r.start_unix_nanos);
+    let cost = |i: usize| roots[i].attr_f64("gen_ai.cost.total_cost");
+    let close = |got: Option<f64>, want: f64| {
+        let got = got.unwrap_or_else(|| panic!("no cost, want {want}"));
+        assert!((got - want).abs() < 1e-12, "cost {got}, want {want}");
+    };
+    // The fixture's usage: 19 + 10 tokens whole, 9 + 6 streamed.
+    close(cost(0), 19.0 * 2.5e-6 + 10.0 * 1e-5);
+    close(cost(1), 9.0 * 2.5e-6 + 6.0 * 1e-5);
+    let embedded = roots[2].attr_i64("gen_ai.usage.input_tokens").unwrap() as f64;
+    close(cost(2), embedded * 2.0e-8);
+    assert_eq!(cost(3), None, "no price, no cost");
+}
+
+#[test]
+fn a_price_that_is_not_a_non_negative_number_stops_start_up_naming_it() {
+    for (line, path) in [
+        (
+            "      input_cost_per_token: -1",
+            "model_list[0].litellm_params.input_cost_per_token",
+        ),
+        (
+            "      output_cost_per_token: cheap",
+            "model_list[0].litellm_params.output_cost_per_token",
+        ),
+    ] {
+        let cfg = format!(
+            "model_list:\n  - model_name: m\n    litellm_params:\n      model: mock/m\n{line}\n"
+        );
+        let err = ProxyConfig::parse(
+            &cfg,
+            "test.yaml",
+            Arc::new(HashMap::<String, String>::new()),
+        )
+        .err()
+        .unwrap_or_else(|| panic!("{line}: accepted"))
+        .to_string();
+        assert!(
+            err.contains(path) && err.contains("price per token"),
+            "{err}"
+        );
+    }
+}

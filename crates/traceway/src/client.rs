@@ -521,7 +521,7 @@ impl Client {
                                         retries,
                                         fallbacks,
                                     };
-                                    if let Some(t) = &trace {
+                                    if let Some(t) = &mut trace {
                                         t.record_route(&deployment, retries, fallbacks);
                                     }
                                     let labels = self.inner.metrics.as_ref().map(|_| {
@@ -613,7 +613,7 @@ impl Client {
                 },
             );
         }
-        if let Some(t) = trace {
+        if let Some(mut t) = trace {
             if let Some(d) = &last_deployment {
                 t.record_route(d, retries, fallbacks);
             } else {

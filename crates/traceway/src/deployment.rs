@@ -62,6 +62,34 @@ pub struct DeploymentConfig {
     pub order: Option<u32>,
     /// Retries of a failed attempt on this deployment's group.
     pub num_retries: Option<u32>,
+    /// Price of one input (prompt) token (`input_cost_per_token`), for `gen_ai.cost.total_cost`.
+    pub input_cost_per_token: Option<f64>,
+    /// Price of one output (completion) token (`output_cost_per_token`).
+    pub output_cost_per_token: Option<f64>,
+}
+
+/// What a deployment's tokens cost, when its entry says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    /// Per input (prompt) token.
+    pub input_per_token: f64,
+    /// Per output (completion) token.
+    pub output_per_token: f64,
+}
+
+impl Price {
+    /// The price of a configuration's per-token costs; `None` when it names neither.
+    pub fn of(input: Option<f64>, output: Option<f64>) -> Option<Price> {
+        (input.is_some() || output.is_some()).then(|| Price {
+            input_per_token: input.unwrap_or(0.0),
+            output_per_token: output.unwrap_or(0.0),
+        })
+    }
+
+    /// The cost of a call with these token counts.
+    pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {
+        input_tokens as f64 * self.input_per_token + output_tokens as f64 * self.output_per_token
+    }
 }
 
 /// A deployment ready to serve.
@@ -99,6 +127,8 @@ pub struct Deployment {
     pub order: Option<u32>,
     /// Retries of a failed attempt on its group.
     pub num_retries: Option<u32>,
+    /// What its tokens cost, when configured.
+    pub price: Option<Price>,
     /// Health and usage the router keeps.
     pub stats: Arc<DeploymentStats>,
     /// Its span attribute values, built once so that each call only bumps reference counts.
@@ -255,6 +285,7 @@ impl Deployment {
             tpm: config.tpm,
             order: config.order,
             num_retries: config.num_retries,
+            price: Price::of(config.input_cost_per_token, config.output_cost_per_token),
             stats: Arc::new(DeploymentStats::default()),
         })
     }

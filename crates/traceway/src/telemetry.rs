@@ -233,6 +233,8 @@ pub(crate) struct CallTrace {
     shape: Shape,
     /// Content for the `gen_ai.client.inference.operation.details` event, sent at the end.
     event: Vec<KeyValue>,
+    /// The answering deployment's token prices, for `gen_ai.cost.total_cost`.
+    price: Option<crate::deployment::Price>,
 }
 
 fn string_array(items: impl IntoIterator<Item = String>) -> Value {
@@ -276,6 +278,7 @@ impl CallTrace {
             caller_redaction,
             redaction: Redaction::default(),
             event: Vec::new(),
+            price: None,
         }
     }
 
@@ -369,7 +372,8 @@ impl CallTrace {
 
     /// Records the deployment that answered (or, on failure, the last one tried) and how many
     /// retries and fallbacks it took; once per call.
-    pub(crate) fn record_route(&self, d: &Deployment, retries: u32, fallbacks: u32) {
+    pub(crate) fn record_route(&mut self, d: &Deployment, retries: u32, fallbacks: u32) {
+        self.price = d.price;
         let mut a = Vec::with_capacity(7);
         if !self.shape.semconv_latest {
             a.push(KeyValue::new(k::GEN_AI_SYSTEM, d.semconv_provider()));
@@ -460,6 +464,12 @@ impl CallTrace {
         ));
         if let Some(u) = usage {
             usage_attributes(u, a);
+            if let Some(p) = self.price {
+                a.push(KeyValue::new(
+                    k::GEN_AI_COST_TOTAL_COST,
+                    p.cost(u.prompt_tokens, u.completion_tokens),
+                ));
+            }
         }
         let mut content = Content::default();
         output_content(outputs, self.redaction.output, &mut content);
@@ -517,6 +527,12 @@ impl CallTrace {
                         k::GEN_AI_USAGE_TOTAL_TOKENS,
                         u.total_tokens as i64,
                     ));
+                    if let Some(p) = self.price {
+                        a.push(KeyValue::new(
+                            k::GEN_AI_COST_TOTAL_COST,
+                            p.cost(u.prompt_tokens, 0),
+                        ));
+                    }
                 }
             }
         }

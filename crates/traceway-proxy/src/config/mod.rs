@@ -340,8 +340,6 @@ const ROUTING_PARAMS: &[&str] = &[
     "max_parallel_requests",
     "tags",
     "max_retries",
-    "input_cost_per_token",
-    "output_cost_per_token",
     "input_cost_per_second",
     "output_cost_per_second",
     "custom_llm_provider",
@@ -399,6 +397,29 @@ fn deployment(
     let mut params = p.extra.clone();
     let mut routing = DeploymentConfig::default();
     routing::deployment_routing(&base, &mut params, &mut routing, &mut problems);
+    // Custom prices, as LiteLLM reads them: `litellm_params` first, then `model_info`.
+    for (key, slot) in [
+        ("input_cost_per_token", &mut routing.input_cost_per_token),
+        ("output_cost_per_token", &mut routing.output_cost_per_token),
+    ] {
+        let (value, at) = match params.remove(key) {
+            Some(v) => (Some(v), "litellm_params"),
+            None => (
+                entry.model_info.as_ref().and_then(|m| m.get(key)).cloned(),
+                "model_info",
+            ),
+        };
+        let Some(value) = value else { continue };
+        match value.as_f64() {
+            Some(price) if price.is_finite() && price >= 0.0 => *slot = Some(price),
+            _ => problems.push(ConfigProblem {
+                path: format!("{base}.{at}.{key}"),
+                message: format!(
+                    "must be a price per token, a number 0 or more (e.g. 2.5e-06), not {value}"
+                ),
+            }),
+        }
+    }
     for key in ROUTING_PARAMS {
         if params.remove(*key).is_some() {
             warnings.push(format!(
