@@ -23,7 +23,68 @@ on_both_databases!(
     tpm_limits_count_tokens_of_full_and_streamed_answers,
     streams_stay_lean_under_a_key,
     a_burst_of_cache_misses_reads_the_key_once,
+    key_and_team_block_and_unblock_take_effect_at_once,
 );
+
+/// LiteLLM's `/key/block`, `/key/unblock` (by the key or its hash), `/team/block` and
+/// `/team/unblock`: admin-only, answered with the record, effective on the next request.
+async fn key_and_team_block_and_unblock_take_effect_at_once(db: Db) {
+    let db = database(db).await;
+    let p = mock_proxy(&db).await;
+    let admin = Api::new(&p.url(), MASTER);
+    let key = admin.key(json!({})).await;
+    let user = admin.as_key(&key);
+    assert_eq!(user.chat("m").await.0, 200, "cached now");
+    let (status, record) = admin.post("/key/block", json!({"key": key})).await;
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["blocked"], true);
+    let token = record["token"].as_str().unwrap().to_owned();
+    assert!(
+        !record.to_string().contains(&key),
+        "the key is never echoed: {record}"
+    );
+    let refused = user.chat("m").await;
+    let e = error(&refused, 401);
+    assert!(e["message"].as_str().unwrap().contains("blocked"), "{e}");
+    // By its hash, as LiteLLM accepts.
+    let (status, record) = admin.post("/key/unblock", json!({"key": token})).await;
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["blocked"], false);
+    assert_eq!(user.chat("m").await.0, 200);
+
+    // A key may not block keys; an unknown key is a 404; no key is a 400.
+    error(&user.post("/key/block", json!({"key": key})).await, 403);
+    error(
+        &admin
+            .post("/key/block", json!({"key": "sk-never-issued"}))
+            .await,
+        404,
+    );
+    error(&admin.post("/key/block", json!({})).await, 400);
+
+    let (_, team) = admin
+        .post("/team/new", json!({"team_alias": "blockable"}))
+        .await;
+    let team_id = team["team_id"].as_str().unwrap().to_owned();
+    let member = admin.key(json!({"team_id": team_id})).await;
+    assert_eq!(admin.as_key(&member).chat("m").await.0, 200);
+    let (status, t) = admin.post("/team/block", json!({"team_id": team_id})).await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(t["blocked"], true);
+    error(&admin.as_key(&member).chat("m").await, 401);
+    let (status, t) = admin
+        .post("/team/unblock", json!({"team_id": team_id}))
+        .await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(t["blocked"], false);
+    assert_eq!(admin.as_key(&member).chat("m").await.0, 200);
+    error(
+        &admin
+            .post("/team/block", json!({"team_id": "no-such-team"}))
+            .await,
+        404,
+    );
+}
 
 async fn a_burst_of_cache_misses_reads_the_key_once(db: Db) {
     let db = database(db).await;

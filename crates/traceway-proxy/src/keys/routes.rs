@@ -89,11 +89,15 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/key/update", post(key_update))
         .route("/key/delete", post(key_delete))
         .route("/key/list", get(key_list))
+        .route("/key/block", post(key_block))
+        .route("/key/unblock", post(key_unblock))
         .route("/team/new", post(team_new))
         .route("/team/info", get(team_info))
         .route("/team/update", post(team_update))
         .route("/team/delete", post(team_delete))
         .route("/team/list", get(team_list))
+        .route("/team/block", post(team_block))
+        .route("/team/unblock", post(team_unblock))
         .route("/team/member_add", post(team_member_add))
         .route("/team/member_delete", post(team_member_delete))
         .route("/user/new", post(user_new))
@@ -554,6 +558,41 @@ async fn key_update(
     Ok(Json(Value::Object(obj)))
 }
 
+async fn key_block(state: State<Arc<AppState>>, headers: HeaderMap, body: HttpBody) -> Answer {
+    set_key_blocked(state, headers, body, "/key/block", true).await
+}
+
+async fn key_unblock(state: State<Arc<AppState>>, headers: HeaderMap, body: HttpBody) -> Answer {
+    set_key_blocked(state, headers, body, "/key/unblock", false).await
+}
+
+/// `/key/block` and `/key/unblock` (LiteLLM's): `{"key": "sk-…" or its hash}`, answered with the
+/// key's record. A blocked key is refused with a 401 on every replica within the cache TTL.
+async fn set_key_blocked(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: HttpBody,
+    route: &'static str,
+    blocked: bool,
+) -> Answer {
+    let (caller, keys) = caller(&state, &headers).await?;
+    require_admin(&caller, route)?;
+    let mut b = read(body, route).await?;
+    let given = b.required_string("key")?;
+    b.finish();
+    let store = keys.store().await?;
+    let token = token_of(&given);
+    let mut row = store
+        .key(&token)
+        .await?
+        .ok_or_else(|| not_found("no such key"))?;
+    row.blocked = blocked;
+    row.updated_at = now_ms();
+    store.update_key(&row).await.map_err(duplicate)?;
+    keys.invalidate(Some(&token)).await;
+    Ok(Json(key_object(&row)))
+}
+
 async fn key_delete(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -870,6 +909,40 @@ async fn team_update(
         "team_id": team_id,
         "data": team_with_members(store, &team).await?,
     })))
+}
+
+async fn team_block(state: State<Arc<AppState>>, headers: HeaderMap, body: HttpBody) -> Answer {
+    set_team_blocked(state, headers, body, "/team/block", true).await
+}
+
+async fn team_unblock(state: State<Arc<AppState>>, headers: HeaderMap, body: HttpBody) -> Answer {
+    set_team_blocked(state, headers, body, "/team/unblock", false).await
+}
+
+/// `/team/block` and `/team/unblock` (LiteLLM's): `{"team_id": …}`, answered with the team; every
+/// key of a blocked team is refused with a 401.
+async fn set_team_blocked(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: HttpBody,
+    route: &'static str,
+    blocked: bool,
+) -> Answer {
+    let (caller, keys) = caller(&state, &headers).await?;
+    require_admin(&caller, route)?;
+    let mut b = read(body, route).await?;
+    let team_id = b.required_string("team_id")?;
+    b.finish();
+    let store = keys.store().await?;
+    let mut team = store
+        .team(&team_id)
+        .await?
+        .ok_or_else(|| not_found(format!("team \"{team_id}\" does not exist")))?;
+    team.blocked = blocked;
+    team.updated_at = now_ms();
+    store.update_team(&team).await?;
+    keys.invalidate(None).await;
+    Ok(Json(team_with_members(store, &team).await?))
 }
 
 async fn team_delete(
