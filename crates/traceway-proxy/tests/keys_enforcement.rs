@@ -24,7 +24,78 @@ on_both_databases!(
     streams_stay_lean_under_a_key,
     a_burst_of_cache_misses_reads_the_key_once,
     key_and_team_block_and_unblock_take_effect_at_once,
+    a_regenerated_key_replaces_the_old_one_with_its_settings,
 );
+
+/// LiteLLM's `/key/regenerate` and `/key/{key}/regenerate`: the new key works with the old one's
+/// settings, the old one is refused at once (even though it was cached), admin only.
+async fn a_regenerated_key_replaces_the_old_one_with_its_settings(db: Db) {
+    let db = database(db).await;
+    let p = mock_proxy(&db).await;
+    let admin = Api::new(&p.url(), MASTER);
+    let old = admin
+        .key(json!({"key_alias": "rotating", "models": ["m"]}))
+        .await;
+    assert_eq!(admin.as_key(&old).chat("m").await.0, 200, "cached now");
+    let (status, v) = admin.post("/key/regenerate", json!({"key": old})).await;
+    assert_eq!(status, 200, "{v}");
+    let new = v["key"].as_str().unwrap().to_owned();
+    assert!(new.starts_with("sk-") && new != old);
+    assert_eq!(v["key_alias"], "rotating");
+    assert_eq!(v["models"], json!(["m"]));
+    assert_eq!(admin.as_key(&new).chat("m").await.0, 200);
+    error(&admin.as_key(&new).chat("m2").await, 403);
+    error(&admin.as_key(&old).chat("m").await, 401);
+
+    // In the path, to a key of the caller's choosing.
+    let (status, v) = admin
+        .post(
+            &format!("/key/{new}/regenerate"),
+            json!({"new_key": "sk-rotated-by-hand-0001"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["key"], "sk-rotated-by-hand-0001");
+    assert_eq!(
+        admin.as_key("sk-rotated-by-hand-0001").chat("m").await.0,
+        200
+    );
+    error(&admin.as_key(&new).chat("m").await, 401);
+
+    let other = admin.key(json!({})).await;
+    error(
+        &admin
+            .as_key(&other)
+            .post("/key/regenerate", json!({"key": other}))
+            .await,
+        403,
+    );
+    error(
+        &admin
+            .post("/key/regenerate", json!({"key": "sk-never-issued"}))
+            .await,
+        404,
+    );
+    error(
+        &admin
+            .post("/key/regenerate", json!({"key": other, "new_key": "plain"}))
+            .await,
+        400,
+    );
+    // Onto a key that exists already: refused, both keys unchanged.
+    let (status, _) = admin
+        .post(
+            "/key/regenerate",
+            json!({"key": other, "new_key": "sk-rotated-by-hand-0001"}),
+        )
+        .await;
+    assert!((400..500).contains(&status), "{status}");
+    assert_eq!(admin.as_key(&other).chat("m").await.0, 200);
+    assert_eq!(
+        admin.as_key("sk-rotated-by-hand-0001").chat("m").await.0,
+        200
+    );
+}
 
 /// LiteLLM's `/key/block`, `/key/unblock` (by the key or its hash), `/team/block` and
 /// `/team/unblock`: admin-only, answered with the record, effective on the next request.

@@ -90,6 +90,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/key/delete", post(key_delete))
         .route("/key/list", get(key_list))
         .route("/key/block", post(key_block))
+        .route("/key/regenerate", post(key_regenerate))
+        .route("/key/{key}/regenerate", post(key_regenerate_path))
         .route("/key/unblock", post(key_unblock))
         .route("/team/new", post(team_new))
         .route("/team/info", get(team_info))
@@ -555,6 +557,70 @@ async fn key_update(
     keys.invalidate(Some(&token)).await;
     let mut obj = object(key_object(&row));
     obj.insert("key".into(), json!(given));
+    Ok(Json(Value::Object(obj)))
+}
+
+async fn key_regenerate(state: State<Arc<AppState>>, headers: HeaderMap, body: HttpBody) -> Answer {
+    regenerate(state, headers, None, body).await
+}
+
+async fn key_regenerate_path(
+    state: State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Path(key): axum::extract::Path<String>,
+    body: HttpBody,
+) -> Answer {
+    regenerate(state, headers, Some(key), body).await
+}
+
+/// `/key/regenerate` and `/key/{key}/regenerate` (LiteLLM's): a new key (or `new_key`) takes the
+/// old one's place with all its settings; the old key stops working at once. Answered with the
+/// key object and the new `key`, shown this once.
+async fn regenerate(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    in_path: Option<String>,
+    body: HttpBody,
+) -> Answer {
+    let (caller, keys) = caller(&state, &headers).await?;
+    require_admin(&caller, "/key/regenerate")?;
+    let mut b = read(body, "/key/regenerate").await?;
+    let given = match in_path {
+        Some(k) => {
+            // The body may repeat it; the path names the key.
+            let _ = b.string("key")?;
+            k
+        }
+        None => b.required_string("key")?,
+    };
+    let new_key = match b.string("new_key")? {
+        Some(k) if !k.starts_with("sk-") => {
+            return Err(ApiError::bad_request(
+                "a key given in \"new_key\" must start with \"sk-\"",
+                Some("new_key"),
+            ));
+        }
+        Some(k) => k,
+        None => generate_key(),
+    };
+    b.finish();
+    let store = keys.store().await?;
+    let old = token_of(&given);
+    let new = hash_key(&new_key);
+    if !store
+        .rekey(&old, &new, &abbreviate(&new_key), now_ms())
+        .await
+        .map_err(duplicate)?
+    {
+        return Err(not_found("no such key"));
+    }
+    keys.invalidate(Some(&old)).await;
+    let row = store
+        .key(&new)
+        .await?
+        .ok_or_else(|| not_found("no such key"))?;
+    let mut obj = object(key_object(&row));
+    obj.insert("key".into(), json!(new_key));
     Ok(Json(Value::Object(obj)))
 }
 

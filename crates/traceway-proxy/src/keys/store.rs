@@ -493,6 +493,35 @@ impl Store {
         )
     }
 
+    /// Gives the key `old` (by hash) a new hash and display name in one statement, so that the
+    /// old key stops working as the new one starts; false when `old` does not exist.
+    pub async fn rekey(
+        &self,
+        old: &str,
+        new: &str,
+        key_name: &str,
+        updated_at: i64,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE traceway_keys SET token = $1, key_name = $2, updated_at = $3 WHERE token = $4",
+        )
+        .bind(new)
+        .bind(key_name)
+        .bind(updated_at)
+        .bind(old)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            if unique_violation(&e) {
+                StoreError::Duplicate("new_key")
+            } else {
+                e.into()
+            }
+        })?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
     /// Deletes these keys (by hash) in one transaction; returns how many existed.
     pub async fn delete_keys(&self, tokens: &[String]) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
