@@ -5,7 +5,7 @@
 use crate::error::Error;
 use crate::types::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatMessage,
-    CompletionChoice, CompletionRequest, CompletionResponse, Extra, Role,
+    CompletionChoice, CompletionRequest, CompletionResponse, Extra, Role, Usage,
 };
 use serde_json::Value;
 
@@ -67,49 +67,74 @@ pub fn request(r: &CompletionRequest) -> Result<ChatCompletionRequest, Error> {
 
 /// A chat answer in the text-completion shape: each choice's message text as its `text`.
 pub fn response(c: ChatCompletionResponse) -> CompletionResponse {
-    CompletionResponse {
-        id: c.id,
-        object: "text_completion".to_owned(),
-        created: c.created,
-        model: c.model,
-        choices: c
-            .choices
-            .into_iter()
-            .map(|ch| CompletionChoice {
-                text: ch.message.text(),
-                index: ch.index,
-                finish_reason: ch.finish_reason,
-                logprobs: ch.logprobs,
-                extra: Extra::new(),
-            })
-            .collect(),
-        usage: c.usage,
-        system_fingerprint: c.system_fingerprint,
-        extra: c.extra,
-    }
+    let choices = c
+        .choices
+        .into_iter()
+        .map(|ch| choice(ch.message.text(), ch.index, ch.finish_reason, ch.logprobs))
+        .collect();
+    let head = (
+        c.id,
+        c.created,
+        c.model,
+        c.usage,
+        c.system_fingerprint,
+        c.extra,
+    );
+    completion(head, choices)
 }
 
 /// A chat stream chunk in the text-completion shape: each delta's content as `text`.
 pub fn chunk(c: ChatCompletionChunk) -> CompletionResponse {
+    let choices = c
+        .choices
+        .into_iter()
+        .map(|ch| {
+            let text = ch.delta.content.unwrap_or_default();
+            choice(text, ch.index, ch.finish_reason, ch.logprobs)
+        })
+        .collect();
+    let head = (
+        c.id,
+        c.created,
+        c.model,
+        c.usage,
+        c.system_fingerprint,
+        c.extra,
+    );
+    completion(head, choices)
+}
+
+/// What a chat answer and a chat chunk share: id, created, model, usage, fingerprint, extras.
+type Head = (String, i64, String, Option<Usage>, Option<String>, Extra);
+
+fn completion(
+    (id, created, model, usage, system_fingerprint, extra): Head,
+    choices: Vec<CompletionChoice>,
+) -> CompletionResponse {
     CompletionResponse {
-        id: c.id,
+        id,
         object: "text_completion".to_owned(),
-        created: c.created,
-        model: c.model,
-        choices: c
-            .choices
-            .into_iter()
-            .map(|ch| CompletionChoice {
-                text: ch.delta.content.unwrap_or_default(),
-                index: ch.index,
-                finish_reason: ch.finish_reason,
-                logprobs: ch.logprobs,
-                extra: Extra::new(),
-            })
-            .collect(),
-        usage: c.usage,
-        system_fingerprint: c.system_fingerprint,
-        extra: c.extra,
+        created,
+        model,
+        choices,
+        usage,
+        system_fingerprint,
+        extra,
+    }
+}
+
+fn choice(
+    text: String,
+    index: u32,
+    finish_reason: Option<String>,
+    logprobs: Option<Value>,
+) -> CompletionChoice {
+    CompletionChoice {
+        text,
+        index,
+        finish_reason,
+        logprobs,
+        extra: Extra::new(),
     }
 }
 

@@ -146,6 +146,18 @@ fn require_admin(caller: &Caller, route: &str) -> Result<(), ApiError> {
     }
 }
 
+/// An admin's request to `route`: the key store and the body read (403 for anyone else).
+async fn admin_body<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    body: HttpBody,
+    route: &'static str,
+) -> Result<(&'a Arc<Keys>, Body), ApiError> {
+    let (caller, keys) = caller(state, headers).await?;
+    require_admin(&caller, route)?;
+    Ok((keys, read(body, route).await?))
+}
+
 async fn read(body: HttpBody, route: &'static str) -> Result<Body, ApiError> {
     let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
         ApiError(Error::new(
@@ -497,9 +509,7 @@ async fn key_update(
     headers: HeaderMap,
     body: HttpBody,
 ) -> Answer {
-    let (caller, keys) = caller(&state, &headers).await?;
-    require_admin(&caller, "/key/update")?;
-    let mut b = read(body, "/key/update").await?;
+    let (keys, mut b) = admin_body(&state, &headers, body, "/key/update").await?;
     let given = b.required_string("key")?;
     let input = read_key_input(&mut b)?;
     b.finish();
@@ -582,9 +592,7 @@ async fn regenerate(
     in_path: Option<String>,
     body: HttpBody,
 ) -> Answer {
-    let (caller, keys) = caller(&state, &headers).await?;
-    require_admin(&caller, "/key/regenerate")?;
-    let mut b = read(body, "/key/regenerate").await?;
+    let (keys, mut b) = admin_body(&state, &headers, body, "/key/regenerate").await?;
     let given = match in_path {
         Some(k) => {
             // The body may repeat it; the path names the key.
@@ -641,9 +649,7 @@ async fn set_key_blocked(
     route: &'static str,
     blocked: bool,
 ) -> Answer {
-    let (caller, keys) = caller(&state, &headers).await?;
-    require_admin(&caller, route)?;
-    let mut b = read(body, route).await?;
+    let (keys, mut b) = admin_body(&state, &headers, body, route).await?;
     let given = b.required_string("key")?;
     b.finish();
     let store = keys.store().await?;
@@ -664,9 +670,7 @@ async fn key_delete(
     headers: HeaderMap,
     body: HttpBody,
 ) -> Answer {
-    let (caller, keys) = caller(&state, &headers).await?;
-    require_admin(&caller, "/key/delete")?;
-    let mut b = read(body, "/key/delete").await?;
+    let (keys, mut b) = admin_body(&state, &headers, body, "/key/delete").await?;
     let given = b.strings("keys")?.unwrap_or_default();
     let aliases = b.strings("key_aliases")?.unwrap_or_default();
     b.finish();
@@ -862,9 +866,7 @@ async fn team_new(
     headers: HeaderMap,
     body: HttpBody,
 ) -> Answer {
-    let (caller, keys) = caller(&state, &headers).await?;
-    require_admin(&caller, "/team/new")?;
-    let mut b = read(body, "/team/new").await?;
+    let (keys, mut b) = admin_body(&state, &headers, body, "/team/new").await?;
     let store = keys.store().await?;
     let now = now_ms();
     let mut team = TeamRow {
@@ -946,9 +948,7 @@ async fn team_update(
     headers: HeaderMap,
     body: HttpBody,
 ) -> Answer {
-    let (caller, keys) = caller(&state, &headers).await?;
-    require_admin(&caller, "/team/update")?;
-    let mut b = read(body, "/team/update").await?;
+    let (keys, mut b) = admin_body(&state, &headers, body, "/team/update").await?;
     let team_id = b.required_string("team_id")?;
     let store = keys.store().await?;
     let mut team = store
@@ -994,9 +994,7 @@ async fn set_team_blocked(
     route: &'static str,
     blocked: bool,
 ) -> Answer {
-    let (caller, keys) = caller(&state, &headers).await?;
-    require_admin(&caller, route)?;
-    let mut b = read(body, route).await?;
+    let (keys, mut b) = admin_body(&state, &headers, body, route).await?;
     let team_id = b.required_string("team_id")?;
     b.finish();
     let store = keys.store().await?;
@@ -1016,9 +1014,7 @@ async fn team_delete(
     headers: HeaderMap,
     body: HttpBody,
 ) -> Answer {
-    let (caller, keys) = caller(&state, &headers).await?;
-    require_admin(&caller, "/team/delete")?;
-    let mut b = read(body, "/team/delete").await?;
+    let (keys, mut b) = admin_body(&state, &headers, body, "/team/delete").await?;
     let ids = b.strings("team_ids")?.unwrap_or_default();
     b.finish();
     if ids.is_empty() {
@@ -1065,9 +1061,7 @@ async fn team_member_add(
     headers: HeaderMap,
     body: HttpBody,
 ) -> Answer {
-    let (caller, keys) = caller(&state, &headers).await?;
-    require_admin(&caller, "/team/member_add")?;
-    let mut b = read(body, "/team/member_add").await?;
+    let (keys, mut b) = admin_body(&state, &headers, body, "/team/member_add").await?;
     let team_id = b.required_string("team_id")?;
     let members = match b.raw("member") {
         Some(Value::Array(items)) => items,
@@ -1102,9 +1096,7 @@ async fn team_member_delete(
     headers: HeaderMap,
     body: HttpBody,
 ) -> Answer {
-    let (caller, keys) = caller(&state, &headers).await?;
-    require_admin(&caller, "/team/member_delete")?;
-    let mut b = read(body, "/team/member_delete").await?;
+    let (keys, mut b) = admin_body(&state, &headers, body, "/team/member_delete").await?;
     let team_id = b.required_string("team_id")?;
     let user_id = b.string("user_id")?;
     let email = b.string("user_email")?;
@@ -1303,9 +1295,7 @@ async fn user_update(
     headers: HeaderMap,
     body: HttpBody,
 ) -> Answer {
-    let (caller, keys) = caller(&state, &headers).await?;
-    require_admin(&caller, "/user/update")?;
-    let mut b = read(body, "/user/update").await?;
+    let (keys, mut b) = admin_body(&state, &headers, body, "/user/update").await?;
     let user_id = b.string("user_id")?;
     let user_email = b.string("user_email")?;
     let user_alias = b.string("user_alias")?;
