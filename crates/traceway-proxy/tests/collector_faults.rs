@@ -131,6 +131,41 @@ impl Phase {
     }
 }
 
+/// Kills and restarts the collector in turns, every `interval`, until stopped; it is left up.
+struct Crasher {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Crasher {
+    fn every(rx: &Arc<OtlpReceiver>, interval: Duration) -> Crasher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = {
+            let rx = Arc::clone(rx);
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep(interval).await;
+                    if rx.is_up() {
+                        rx.kill().await;
+                    } else {
+                        rx.restart().await;
+                    }
+                }
+                if !rx.is_up() {
+                    rx.restart().await;
+                }
+            })
+        };
+        Crasher { stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+    }
+}
+
 async fn phase(p: &RunningProxy, name: &'static str, length: Duration) -> Phase {
     let t = p.app.telemetry.clone().unwrap();
     let before = Counters::of(&t);
@@ -368,27 +403,9 @@ async fn a_flapping_collector_costs_requests_nothing() {
     let flapping = phase(&p, "503 every other 100 ms", Duration::from_millis(600)).await;
     rx.set_flapping(None);
     // Up and dead in turns: the process crashes and restarts.
-    let stop = Arc::new(AtomicBool::new(false));
-    let flapper = {
-        let rx = Arc::clone(&rx);
-        let stop = Arc::clone(&stop);
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(150)).await;
-                if rx.is_up() {
-                    rx.kill().await;
-                } else {
-                    rx.restart().await;
-                }
-            }
-            if !rx.is_up() {
-                rx.restart().await;
-            }
-        })
-    };
+    let crasher = Crasher::every(&rx, Duration::from_millis(150));
     let crashing = phase(&p, "killed every 150 ms", Duration::from_millis(700)).await;
-    stop.store(true, Ordering::Relaxed);
-    flapper.await.unwrap();
+    crasher.stop().await;
     assert!(rx.failed_requests() > 0, "some exports were refused");
     assert_exports_pass(&p, before, "exports land while the collector is up").await;
     flapping.assert_unslowed(&healthy, timeout);
@@ -522,27 +539,9 @@ async fn soak_collector_faults() {
     )));
     phases.push(soak_phase(&bin, "503 every other 0.5 s", length, pace).await);
     rx.set_flapping(None);
-    let stop = Arc::new(AtomicBool::new(false));
-    let flapper = {
-        let rx = Arc::clone(&rx);
-        let stop = Arc::clone(&stop);
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                if rx.is_up() {
-                    rx.kill().await;
-                } else {
-                    rx.restart().await;
-                }
-            }
-            if !rx.is_up() {
-                rx.restart().await;
-            }
-        })
-    };
+    let crasher = Crasher::every(&rx, Duration::from_secs(1));
     phases.push(soak_phase(&bin, "killed/restarted every 1 s", length, pace).await);
-    stop.store(true, Ordering::Relaxed);
-    flapper.await.unwrap();
+    crasher.stop().await;
     phases.push(soak_phase(&bin, "healthy again", length, pace).await);
 
     let mut bin = bin;

@@ -222,6 +222,28 @@ fn assert_failed(span: &ReceivedSpan, class: &str, what: &str) {
 /// The spans of every request, in order: one SERVER root each, its CLIENT attempts, every span
 /// ended once and failures recorded on both.
 /// The first `skip` roots (the warm-up's) are left out.
+/// After a run of faults: every upstream connection closed, the one stalled request given up,
+/// no task left behind, and each case's spans as expected.
+async fn assert_ended_cleanly(s: Setup, baseline: usize, expects: &[(&str, Expect)]) {
+    assert_eq!(
+        s.up.wait_connections_closed(Duration::from_secs(5)).await,
+        0,
+        "every upstream connection is closed"
+    );
+    assert_eq!(
+        s.up.requests_cancelled(),
+        1,
+        "the stalled request was given up"
+    );
+    let alive = tasks_settle(baseline, 0).await;
+    assert!(
+        alive <= baseline,
+        "tasks leaked: {alive} alive, {baseline} before"
+    );
+    let tree = common::spans_without(s.proxy, &s.rx, &["sk-provider-secret"]).await;
+    check_spans(&tree, WARM_UP, expects);
+}
+
 fn check_spans(tree: &SpanTree, skip: usize, cases: &[(&str, Expect)]) {
     let mut roots = tree.roots();
     roots.sort_by_key(|r| r.start_unix_nanos);
@@ -469,24 +491,7 @@ async fn non_streaming_faults_answer_clean_errors_and_end_every_span_once() {
         },
     ));
 
-    assert_eq!(
-        s.up.wait_connections_closed(Duration::from_secs(5)).await,
-        0,
-        "every upstream connection is closed"
-    );
-    assert_eq!(
-        s.up.requests_cancelled(),
-        1,
-        "the stalled request was given up"
-    );
-    let alive = tasks_settle(baseline, 0).await;
-    assert!(
-        alive <= baseline,
-        "tasks leaked: {alive} alive, {baseline} before"
-    );
-
-    let tree = common::spans_without(s.proxy, &s.rx, &["sk-provider-secret"]).await;
-    check_spans(&tree, WARM_UP, &expects);
+    assert_ended_cleanly(s, baseline, &expects).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -579,22 +584,5 @@ async fn streaming_faults_end_the_stream_with_an_error_event_and_every_span_once
     check(&s, "after the faults", &body("gpt", true), &ok).await;
     expects.push(("after the faults", Expect { ..ok }));
 
-    assert_eq!(
-        s.up.wait_connections_closed(Duration::from_secs(5)).await,
-        0,
-        "every upstream connection is closed"
-    );
-    assert_eq!(
-        s.up.requests_cancelled(),
-        1,
-        "the stalled request was given up"
-    );
-    let alive = tasks_settle(baseline, 0).await;
-    assert!(
-        alive <= baseline,
-        "tasks leaked: {alive} alive, {baseline} before"
-    );
-
-    let tree = common::spans_without(s.proxy, &s.rx, &["sk-provider-secret"]).await;
-    check_spans(&tree, WARM_UP, &expects);
+    assert_ended_cleanly(s, baseline, &expects).await;
 }
