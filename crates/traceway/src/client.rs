@@ -459,141 +459,137 @@ impl Client {
         let mut tried: Vec<String> = Vec::new();
         let (mut attempts, mut retries, mut fallbacks) = (0u32, 0u32, 0u32);
         let mut last_deployment: Option<Arc<Deployment>> = None;
-        let last_err = 'call: {
-            if let Err(e) = crate::params::check(&request) {
-                break 'call e;
-            }
-            'groups: loop {
-                tried.push(group.clone());
-                let mut group_err = match self.group(&group) {
-                    Ok(deployments) => {
-                        let allowed = plan
-                            .num_retries
-                            .or_else(|| deployments.iter().filter_map(|d| d.num_retries).max())
-                            .unwrap_or(router.settings.num_retries);
-                        let mut retry = 0;
-                        loop {
-                            let (deployment, in_flight) = match router.pick(&group, &deployments) {
-                                Ok(p) => p,
-                                Err(e) => break e,
-                            };
-                            attempts += 1;
-                            let attempt_started = router.now();
-                            let forced = plan.mock_testing_fallbacks && fallbacks == 0;
-                            let (result, attempt) = if forced {
-                                let span = trace.as_ref().map(|t| {
-                                    t.start_attempt(
-                                        &deployment,
-                                        request.operation(),
-                                        attempts,
-                                        fallbacks,
-                                        &[],
-                                    )
-                                });
-                                let mut e = Error::new(
+        // Parameters out of range are the caller's mistake, refused like an unknown model.
+        let mut refused = crate::params::check(&request).err();
+        let last_err = 'groups: loop {
+            tried.push(group.clone());
+            let found = match refused.take() {
+                Some(e) => Err(e),
+                None => self.group(&group),
+            };
+            let mut group_err = match found {
+                Ok(deployments) => {
+                    let allowed = plan
+                        .num_retries
+                        .or_else(|| deployments.iter().filter_map(|d| d.num_retries).max())
+                        .unwrap_or(router.settings.num_retries);
+                    let mut retry = 0;
+                    loop {
+                        let (deployment, in_flight) = match router.pick(&group, &deployments) {
+                            Ok(p) => p,
+                            Err(e) => break e,
+                        };
+                        attempts += 1;
+                        let attempt_started = router.now();
+                        let forced = plan.mock_testing_fallbacks && fallbacks == 0;
+                        let (result, attempt) = if forced {
+                            let span = trace.as_ref().map(|t| {
+                                t.start_attempt(
+                                    &deployment,
+                                    request.operation(),
+                                    attempts,
+                                    fallbacks,
+                                    &[],
+                                )
+                            });
+                            let mut e = Error::new(
                                 ErrorKind::UpstreamServer,
                                 "mock_testing_fallbacks: the primary model group failed on purpose",
                             )
                             .with_provider(deployment.provider());
-                                e.status = Some(500);
-                                (Err(e), span)
-                            } else {
-                                self.attempt(
-                                    &deployment,
-                                    &request,
-                                    trace.as_ref(),
-                                    attempts,
-                                    fallbacks,
-                                )
+                            e.status = Some(500);
+                            (Err(e), span)
+                        } else {
+                            self.attempt(&deployment, &request, trace.as_ref(), attempts, fallbacks)
                                 .await
-                            };
-                            match result {
-                                Ok(answer) => {
-                                    router.on_success(
-                                        &deployment,
-                                        router.now().saturating_duration_since(attempt_started),
-                                    );
-                                    let info = RouteInfo {
-                                        model_group: group.clone(),
-                                        deployment_id: deployment.id.clone(),
-                                        provider: deployment.provider(),
-                                        model: deployment.model.clone(),
-                                        retries,
-                                        fallbacks,
-                                    };
-                                    if let Some(t) = &mut trace {
-                                        t.record_route(&deployment, retries, fallbacks);
-                                    }
-                                    let labels = self.inner.metrics.as_ref().map(|_| {
-                                        operation_labels(
-                                            &request,
-                                            Some(&deployment),
-                                            None,
-                                            team_id.clone(),
-                                        )
-                                    });
-                                    return Ok(self.answer(
-                                        answer,
-                                        info,
-                                        trace,
-                                        attempt,
-                                        in_flight,
-                                        started,
-                                        strip_usage,
-                                        labels,
-                                    ));
-                                }
-                                Err(e) => {
-                                    router.on_failure(&deployment, &e);
-                                    if let Some(a) = attempt {
-                                        a.fail(&e);
-                                    }
-                                    drop(in_flight);
-                                    last_deployment = Some(deployment);
-                                    if Router::is_retryable(&e) && retry < allowed {
-                                        retry += 1;
-                                        retries += 1;
-                                        tokio::time::sleep(router.backoff(retry, &e)).await;
-                                        continue;
-                                    }
-                                    break e;
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        if group == primary {
-                            // An unknown model is the caller's mistake: no fallback hides it.
-                            break 'groups e;
-                        }
-                        e
-                    }
-                };
-                let queue = queue.get_or_insert_with(|| {
-                    router
-                        .fallbacks_for(&primary, &group_err, plan.fallbacks.as_deref())
-                        .into_iter()
-                        .take(router.settings.max_fallbacks)
-                        .collect()
-                });
-                loop {
-                    match queue.pop_front() {
-                        Some(next) if tried.contains(&next) => continue,
-                        Some(next) => {
-                            fallbacks += 1;
-                            group = next;
-                            continue 'groups;
-                        }
-                        None => {
-                            if fallbacks > 0 {
-                                group_err.message = format!(
-                                    "{} (after {fallbacks} fallback{})",
-                                    group_err.message,
-                                    if fallbacks == 1 { "" } else { "s" }
+                        };
+                        match result {
+                            Ok(answer) => {
+                                router.on_success(
+                                    &deployment,
+                                    router.now().saturating_duration_since(attempt_started),
                                 );
+                                let info = RouteInfo {
+                                    model_group: group.clone(),
+                                    deployment_id: deployment.id.clone(),
+                                    provider: deployment.provider(),
+                                    model: deployment.model.clone(),
+                                    retries,
+                                    fallbacks,
+                                };
+                                if let Some(t) = &mut trace {
+                                    t.record_route(&deployment, retries, fallbacks);
+                                }
+                                let labels = self.inner.metrics.as_ref().map(|_| {
+                                    operation_labels(
+                                        &request,
+                                        Some(&deployment),
+                                        None,
+                                        team_id.clone(),
+                                    )
+                                });
+                                return Ok(self.answer(
+                                    answer,
+                                    info,
+                                    trace,
+                                    attempt,
+                                    in_flight,
+                                    started,
+                                    strip_usage,
+                                    labels,
+                                ));
                             }
-                            break 'groups group_err;
+                            Err(e) => {
+                                router.on_failure(&deployment, &e);
+                                if let Some(a) = attempt {
+                                    a.fail(&e);
+                                }
+                                drop(in_flight);
+                                last_deployment = Some(deployment);
+                                if Router::is_retryable(&e) && retry < allowed {
+                                    retry += 1;
+                                    retries += 1;
+                                    tokio::time::sleep(router.backoff(retry, &e)).await;
+                                    continue;
+                                }
+                                break e;
+                            }
                         }
+                    }
+                }
+                Err(e) => {
+                    if group == primary {
+                        // An unknown model (or a refused parameter) is the caller's mistake: no
+                        // fallback hides it.
+                        break 'groups e;
+                    }
+                    e
+                }
+            };
+            let queue = queue.get_or_insert_with(|| {
+                router
+                    .fallbacks_for(&primary, &group_err, plan.fallbacks.as_deref())
+                    .into_iter()
+                    .take(router.settings.max_fallbacks)
+                    .collect()
+            });
+            loop {
+                match queue.pop_front() {
+                    Some(next) if tried.contains(&next) => continue,
+                    Some(next) => {
+                        fallbacks += 1;
+                        group = next;
+                        continue 'groups;
+                    }
+                    None => {
+                        if fallbacks > 0 {
+                            group_err.message = format!(
+                                "{} (after {fallbacks} fallback{})",
+                                group_err.message,
+                                if fallbacks == 1 { "" } else { "s" }
+                            );
+                        }
+                        break 'groups group_err;
                     }
                 }
             }
