@@ -710,29 +710,22 @@ impl Client {
                 (result, attempt)
             }
             Backend::Http(provider) => {
-                // A text completion to a chat-only provider goes up as a one-message chat.
+                // A text completion to a chat-only provider goes up as a one-message chat; a
+                // stream asks for usage. Otherwise the caller's request goes up as it is.
                 let as_chat = op == Operation::Completion && !provider.serves_completions();
-                let chat;
-                let request = match request {
+                let mut upstream_request = match request {
                     Request::Completion(r) if as_chat => {
                         match crate::completion_as_chat::request(r) {
-                            Ok(c) => {
-                                chat = Request::Chat(c);
-                                &chat
-                            }
+                            Ok(c) => std::borrow::Cow::Owned(Request::Chat(c)),
                             Err(e) => return (Err(e), None),
                         }
                     }
-                    other => other,
+                    other => std::borrow::Cow::Borrowed(other),
                 };
-                // Only a stream's request is changed on its way up (asking for usage).
-                let upstream_request = if request.is_stream() {
-                    let mut r = request.clone();
-                    ask_for_usage(&mut r);
-                    std::borrow::Cow::Owned(r)
-                } else {
-                    std::borrow::Cow::Borrowed(request)
-                };
+                if upstream_request.is_stream() {
+                    ask_for_usage(upstream_request.to_mut());
+                }
+                let request = &*upstream_request;
                 let target = Target {
                     model: &deployment.model,
                     api_base: deployment.api_base.as_deref(),
