@@ -78,9 +78,13 @@ pub async fn embeddings(state: State<Arc<AppState>>, request: axum::extract::Req
     .await
 }
 
-/// Where the call came from: `metadata.requester_ip_address` and `metadata.user_agent`.
-fn caller_attributes(headers: &HeaderMap, peer: Option<ConnectInfo<SocketAddr>>) -> Vec<KeyValue> {
-    let mut attrs = Vec::with_capacity(2);
+/// Where the call came from: `metadata.requester_ip_address` and `metadata.user_agent`,
+/// appended to `attrs`.
+fn caller_attributes(
+    headers: &HeaderMap,
+    peer: Option<ConnectInfo<SocketAddr>>,
+    attrs: &mut Vec<KeyValue>,
+) {
     if let Some(ConnectInfo(addr)) = peer {
         attrs.push(KeyValue::new(
             k::METADATA_REQUESTER_IP_ADDRESS,
@@ -93,7 +97,6 @@ fn caller_attributes(headers: &HeaderMap, peer: Option<ConnectInfo<SocketAddr>>)
     {
         attrs.push(KeyValue::new(k::METADATA_USER_AGENT, ua.to_owned()));
     }
-    attrs
 }
 
 /// Headers that ask for a request's content to be kept out of telemetry (LiteLLM's names).
@@ -102,8 +105,6 @@ pub const REDACTION_HEADERS: &[&str] = &[
     "litellm-enable-message-redaction",
 ];
 
-/// The redaction a request header asks for; `None` when no header does (the key's or team's
-/// `turn_off_message_logging`, then the global setting, decide instead).
 /// An IP address as text; IPv4 without `Display`'s padding machinery, since every traced
 /// request records its caller's.
 fn ip_text(ip: std::net::IpAddr) -> String {
@@ -126,6 +127,8 @@ fn ip_text(ip: std::net::IpAddr) -> String {
     s
 }
 
+/// The redaction a request header asks for; `None` when no header does (the key's or team's
+/// `turn_off_message_logging`, then the global setting, decide instead).
 fn redaction_asked(headers: &HeaderMap) -> Option<traceway::Redaction> {
     let on = REDACTION_HEADERS.iter().any(|h| {
         headers
@@ -290,18 +293,7 @@ async fn handle(
                 KeyValue::new(k::HTTP_REQUEST_METHOD, Method::POST.as_str()),
                 KeyValue::new(k::URL_PATH, route.path),
             ]);
-            if let Some(ConnectInfo(addr)) = peer {
-                attrs.push(KeyValue::new(
-                    k::METADATA_REQUESTER_IP_ADDRESS,
-                    ip_text(addr.ip()),
-                ));
-            }
-            if let Some(ua) = headers
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-            {
-                attrs.push(KeyValue::new(k::METADATA_USER_AGENT, ua.to_owned()));
-            }
+            caller_attributes(&headers, peer, &mut attrs);
             RequestSpan::start(tracing, &parent, attrs)
         }
         None => RequestSpan::disabled(),
@@ -385,7 +377,7 @@ async fn serve(
     let strip_usage = meter.is_some() && crate::keys::meter::ask_for_usage(&mut request);
     if state.nested_request_span {
         // In nested mode the request span carries where the call came from too.
-        attributes.extend(caller_attributes(headers, peer));
+        caller_attributes(headers, peer, &mut attributes);
     }
     let key_redaction = caller
         .key()
