@@ -464,17 +464,22 @@ impl CallTrace {
         ));
         if let Some(u) = usage {
             usage_attributes(u, a);
-            if let Some(p) = self.price {
-                a.push(KeyValue::new(
-                    k::GEN_AI_COST_TOTAL_COST,
-                    p.cost(u.prompt_tokens, u.completion_tokens),
-                ));
-            }
+            self.cost_attribute(u.prompt_tokens, u.completion_tokens, a);
         }
         let mut content = Content::default();
         output_content(outputs, self.redaction.output, &mut content);
         let budget = self.shape.content_budget / 4;
         self.lay_content(content, budget, k::TRACEWAY_COMPLETION_TRUNCATED, a);
+    }
+
+    /// `gen_ai.cost.total_cost` of these token counts, when the answering deployment has prices.
+    fn cost_attribute(&self, input_tokens: u64, output_tokens: u64, a: &mut Vec<KeyValue>) {
+        if let Some(p) = self.price {
+            a.push(KeyValue::new(
+                k::GEN_AI_COST_TOTAL_COST,
+                p.cost(input_tokens, output_tokens),
+            ));
+        }
     }
 
     /// Records a complete response.
@@ -527,12 +532,7 @@ impl CallTrace {
                         k::GEN_AI_USAGE_TOTAL_TOKENS,
                         u.total_tokens as i64,
                     ));
-                    if let Some(p) = self.price {
-                        a.push(KeyValue::new(
-                            k::GEN_AI_COST_TOTAL_COST,
-                            p.cost(u.prompt_tokens, 0),
-                        ));
-                    }
+                    self.cost_attribute(u.prompt_tokens, 0, &mut a);
                 }
             }
         }
