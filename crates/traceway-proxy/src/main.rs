@@ -168,7 +168,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         grace
     };
     traceway_proxy::server::serve(listener, router, stop, app.state.abort.clone()).await?;
-    tracing::info!("shutting down: in-flight requests finished, flushing telemetry");
+    tracing::info!("shutting down: no request in flight any more, flushing telemetry");
     app.shutdown_telemetry();
     Ok(())
 }
