@@ -54,11 +54,7 @@ impl OtlpHttpProtobuf {
         timeout: Duration,
     ) -> Result<Self, BuildError> {
         let endpoint = url::Url::parse(endpoint).map_err(BuildError::Endpoint)?;
-        let shown_endpoint = format!(
-            "{}{}",
-            endpoint.origin().ascii_serialization(),
-            endpoint.path()
-        );
+        let shown_endpoint = crate::error_text::shown_url(&endpoint);
         let mut map = HeaderMap::new();
         for (name, value) in headers {
             let (Ok(n), Ok(mut v)) = (

@@ -51,11 +51,7 @@ pub(crate) fn url_attributes(url: &url::Url) -> Vec<KeyValue> {
         KeyValue::new(k::HTTP_REQUEST_METHOD, "POST"),
         KeyValue::new(
             k::URL_FULL,
-            shared(&format!(
-                "{}{}",
-                url.origin().ascii_serialization(),
-                url.path()
-            )),
+            shared(&traceway_otel::error_text::shown_url(url)),
         ),
     ];
     if let Some(host) = url.host_str() {
