@@ -3,9 +3,11 @@
 //! The generic OTLP exporter first copies every span into `opentelemetry-proto` structs (each
 //! key and string value into a new `String`) and then lets prost encode them, which recomputes
 //! each nested message's length at every level above it. On the export thread that was most of
-//! tracing's CPU (BENCHMARKS.md, "Profile"). Here each message is written once, keys straight
-//! from their `&str`, and a nested message's length is put in front of it after it is written.
-//! The output decodes to exactly what the generic exporter sends (see the tests).
+//! tracing's CPU (BENCHMARKS.md, "Profile"). Here each span's length is measured once from the
+//! lengths it holds (no bytes touched), the batch's enclosing lengths are summed from those, and
+//! every message is then written once into a buffer of the exact size: no body is ever moved to
+//! make room for a length in front of it. The output decodes to exactly what the generic
+//! exporter sends (see the tests).
 
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
@@ -34,8 +36,44 @@ fn varint_len(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
+fn tag(field: u32, wire: u8) -> u64 {
+    u64::from(field << 3 | u32::from(wire))
+}
+
 fn put_tag(buf: &mut Vec<u8>, field: u32, wire: u8) {
-    put_varint(buf, u64::from(field << 3 | u32::from(wire)));
+    put_varint(buf, tag(field, wire));
+}
+
+/// The encoded size of a length-delimited field whose body is `body` bytes long.
+fn len_field(field: u32, body: usize) -> usize {
+    varint_len(tag(field, LEN)) + varint_len(body as u64) + body
+}
+
+/// The encoded size of [`put_str`]'s field.
+fn str_field(field: u32, s: &str) -> usize {
+    if s.is_empty() {
+        0
+    } else {
+        len_field(field, s.len())
+    }
+}
+
+/// The encoded size of [`put_uint`]'s field.
+fn uint_field(field: u32, v: u64) -> usize {
+    if v == 0 {
+        0
+    } else {
+        varint_len(tag(field, VARINT)) + varint_len(v)
+    }
+}
+
+/// The encoded size of [`put_fixed64`]'s (`width` 8) or [`put_fixed32`]'s (`width` 4) field.
+fn fixed_field(field: u32, wire: u8, v: u64, width: usize) -> usize {
+    if v == 0 {
+        0
+    } else {
+        varint_len(tag(field, wire)) + width
+    }
 }
 
 fn put_bytes(buf: &mut Vec<u8>, field: u32, bytes: &[u8]) {
@@ -75,28 +113,56 @@ fn put_fixed32(buf: &mut Vec<u8>, field: u32, v: u32) {
     }
 }
 
-/// A length-delimited message field whose body `write` appends; its length is measured after
-/// and put in front (one byte reserved, the body shifted only when it needs more).
-fn put_message(buf: &mut Vec<u8>, field: u32, write: impl FnOnce(&mut Vec<u8>)) {
+/// A length-delimited message field whose body, `len` bytes as measured beforehand, `write`
+/// appends after the length.
+fn put_message(buf: &mut Vec<u8>, field: u32, len: usize, write: impl FnOnce(&mut Vec<u8>)) {
     put_tag(buf, field, LEN);
-    let at = buf.len();
-    buf.push(0);
+    put_varint(buf, len as u64);
+    let start = buf.len();
     write(buf);
-    let len = buf.len() - at - 1;
-    let width = varint_len(len as u64);
-    if width > 1 {
-        buf.splice(at + 1..at + 1, std::iter::repeat_n(0, width - 1));
-    }
-    let mut v = len as u64;
-    for slot in &mut buf[at..at + width] {
-        *slot = (v as u8 & 0x7f) | if v >= 0x80 { 0x80 } else { 0 };
-        v >>= 7;
-    }
+    debug_assert_eq!(buf.len() - start, len, "measured and written lengths of field {field}");
 }
 
 fn nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos().try_into().unwrap_or(u64::MAX))
+}
+
+/// The text a kind of value or array added to the API later is written as, never lost silently.
+fn fallback_text(value: &Value) -> String {
+    match value {
+        Value::Array(array) => array.to_string(),
+        other => other.as_str().into_owned(),
+    }
+}
+
+/// The encoded size of an `AnyValue` body.
+fn any_value_len(value: &Value) -> usize {
+    match value {
+        Value::String(s) => len_field(1, s.as_str().len()),
+        Value::Bool(_) => 2,
+        Value::I64(i) => 1 + varint_len(*i as u64),
+        Value::F64(_) => 9,
+        Value::Array(array) => len_field(5, array_len(array)),
+        other => len_field(1, fallback_text(other).len()),
+    }
+}
+
+/// The encoded size of an `ArrayValue` body: each element an `AnyValue` message.
+fn array_len(array: &Array) -> usize {
+    match array {
+        Array::Bool(v) => v.len() * len_field(1, 2),
+        Array::I64(v) => v
+            .iter()
+            .map(|x| len_field(1, any_value_len(&Value::I64(*x))))
+            .sum(),
+        Array::F64(v) => v.len() * len_field(1, 9),
+        Array::String(v) => v
+            .iter()
+            .map(|x| len_field(1, len_field(1, x.as_str().len())))
+            .sum(),
+        other => len_field(1, len_field(1, other.to_string().len())),
+    }
 }
 
 /// `AnyValue`: a oneof, so its field is written even when it holds the default.
@@ -115,25 +181,36 @@ fn put_any_value_body(buf: &mut Vec<u8>, value: &Value) {
             put_tag(buf, 4, FIXED64);
             buf.extend_from_slice(&f.to_bits().to_le_bytes());
         }
-        Value::Array(array) => put_message(buf, 5, |buf| match array {
-            Array::Bool(v) => v
-                .iter()
-                .for_each(|x| put_message(buf, 1, |b| put_any_value_body(b, &Value::Bool(*x)))),
-            Array::I64(v) => v
-                .iter()
-                .for_each(|x| put_message(buf, 1, |b| put_any_value_body(b, &Value::I64(*x)))),
-            Array::F64(v) => v
-                .iter()
-                .for_each(|x| put_message(buf, 1, |b| put_any_value_body(b, &Value::F64(*x)))),
-            Array::String(v) => v
-                .iter()
-                .for_each(|x| put_message(buf, 1, |b| put_bytes(b, 1, x.as_str().as_bytes()))),
-            // A kind of array added to the API later: written as its text, never lost silently.
-            other => put_message(buf, 1, |b| put_bytes(b, 1, other.to_string().as_bytes())),
+        Value::Array(array) => put_message(buf, 5, array_len(array), |buf| {
+            let element = |buf: &mut Vec<u8>, v: &Value| {
+                put_message(buf, 1, any_value_len(v), |b| put_any_value_body(b, v));
+            };
+            let text = |buf: &mut Vec<u8>, s: &str| {
+                put_message(buf, 1, len_field(1, s.len()), |b| put_bytes(b, 1, s.as_bytes()));
+            };
+            match array {
+                Array::Bool(v) => v.iter().for_each(|x| element(buf, &Value::Bool(*x))),
+                Array::I64(v) => v.iter().for_each(|x| element(buf, &Value::I64(*x))),
+                Array::F64(v) => v.iter().for_each(|x| element(buf, &Value::F64(*x))),
+                Array::String(v) => v.iter().for_each(|x| text(buf, x.as_str())),
+                other => text(buf, &other.to_string()),
+            }
         }),
-        // A kind of value added to the API later: written as its text.
-        other => put_bytes(buf, 1, other.as_str().as_bytes()),
+        other => put_bytes(buf, 1, fallback_text(other).as_bytes()),
     }
+}
+
+/// The encoded size of a `KeyValue` body.
+fn key_value_len(key: &str, value: &Value) -> usize {
+    str_field(1, key) + len_field(2, any_value_len(value))
+}
+
+/// The encoded size of `attrs` as repeated `KeyValue` field `field`.
+fn key_values_len(field: u32, attrs: &[KeyValue]) -> usize {
+    attrs
+        .iter()
+        .map(|kv| len_field(field, key_value_len(kv.key.as_str(), &kv.value)))
+        .sum()
 }
 
 fn put_key_values(buf: &mut Vec<u8>, field: u32, attrs: &[KeyValue]) {
@@ -143,28 +220,13 @@ fn put_key_values(buf: &mut Vec<u8>, field: u32, attrs: &[KeyValue]) {
 }
 
 fn put_key_value(buf: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
-    // Most values are strings or numbers, whose encoded length is known before writing: the
-    // two enclosing lengths go in front directly, where `put_message` would reserve a byte
-    // and shift a long body (a prompt) once per level.
-    let Some(value_len) = scalar_len(value) else {
-        put_message(buf, field, |buf| {
-            put_str(buf, 1, key);
-            put_message(buf, 2, |buf| put_any_value_body(buf, value));
-        });
-        return;
-    };
-    let key_len = if key.is_empty() {
-        0
-    } else {
-        1 + varint_len(key.len() as u64) + key.len()
-    };
-    let body_len = key_len + 1 + varint_len(value_len as u64) + value_len;
+    let value_len = any_value_len(value);
+    let body_len = str_field(1, key) + len_field(2, value_len);
     // The framing bytes are gathered on the stack and appended with the text in a few
     // copies: this runs for every attribute of every exported span.
     let mut head = Head::default();
     head.tag(field, LEN);
     head.varint(body_len as u64);
-    buf.reserve(head.len + body_len);
     if !key.is_empty() {
         head.tag(1, LEN);
         head.varint(key.len() as u64);
@@ -207,23 +269,11 @@ impl Head {
     }
 
     fn tag(&mut self, field: u32, wire: u8) {
-        self.varint(u64::from(field << 3 | u32::from(wire)));
+        self.varint(tag(field, wire));
     }
 
     fn bytes(&self) -> &[u8] {
         &self.buf[..self.len]
-    }
-}
-
-/// The encoded length of an `AnyValue` body holding a string or a number; `None` for arrays
-/// (and kinds added to the API later), which are measured after writing.
-fn scalar_len(value: &Value) -> Option<usize> {
-    match value {
-        Value::String(s) => Some(1 + varint_len(s.as_str().len() as u64) + s.as_str().len()),
-        Value::Bool(_) => Some(2),
-        Value::I64(i) => Some(1 + varint_len(*i as u64)),
-        Value::F64(_) => Some(9),
-        _ => None,
     }
 }
 
@@ -249,8 +299,18 @@ impl EncodedResource {
     }
 }
 
+/// The encoded size of an `InstrumentationScope` body.
+fn scope_len(scope: &InstrumentationScope) -> usize {
+    str_field(1, scope.name())
+        + str_field(2, scope.version().unwrap_or_default())
+        + scope
+            .attributes()
+            .map(|kv| len_field(3, key_value_len(kv.key.as_str(), &kv.value)))
+            .sum::<usize>()
+}
+
 fn put_scope(buf: &mut Vec<u8>, scope: &InstrumentationScope) {
-    put_message(buf, 1, |buf| {
+    put_message(buf, 1, scope_len(scope), |buf| {
         put_str(buf, 1, scope.name());
         put_str(buf, 2, scope.version().unwrap_or_default());
         for kv in scope.attributes() {
@@ -269,8 +329,73 @@ fn span_kind(kind: &SpanKind) -> u64 {
     }
 }
 
-fn put_span(buf: &mut Vec<u8>, span: &SpanData) {
-    put_message(buf, 2, |buf| {
+fn status_parts(status: &Status) -> (u64, &str) {
+    match status {
+        Status::Unset => (0, ""),
+        Status::Ok => (1, ""),
+        Status::Error { description } => (2, description.as_ref()),
+    }
+}
+
+/// The encoded size of an `Event` body.
+fn event_len(event: &opentelemetry::trace::Event) -> usize {
+    fixed_field(1, FIXED64, nanos(event.timestamp), 8)
+        + str_field(2, &event.name)
+        + key_values_len(3, &event.attributes)
+        + uint_field(4, u64::from(event.dropped_attributes_count))
+}
+
+/// The encoded size of a `Link` body.
+fn link_len(link: &opentelemetry::trace::Link) -> usize {
+    let lcx = &link.span_context;
+    let flags = flags(lcx.is_remote(), lcx.trace_flags().to_u8());
+    len_field(1, 16)
+        + len_field(2, 8)
+        + str_field(3, &lcx.trace_state().header())
+        + key_values_len(4, &link.attributes)
+        + uint_field(5, u64::from(link.dropped_attributes_count))
+        + fixed_field(6, FIXED32, u64::from(flags), 4)
+}
+
+/// The encoded size of a `Span` body.
+fn span_len(span: &SpanData) -> usize {
+    let cx = &span.span_context;
+    let (code, message) = status_parts(&span.status);
+    let parent = if span.parent_span_id == opentelemetry::trace::SpanId::INVALID {
+        0
+    } else {
+        len_field(4, 8)
+    };
+    let span_flags = flags(span.parent_span_is_remote, cx.trace_flags().to_u8());
+    len_field(1, 16)
+        + len_field(2, 8)
+        + str_field(3, &cx.trace_state().header())
+        + parent
+        + str_field(5, &span.name)
+        + uint_field(6, span_kind(&span.span_kind))
+        + fixed_field(7, FIXED64, nanos(span.start_time), 8)
+        + fixed_field(8, FIXED64, nanos(span.end_time), 8)
+        + key_values_len(9, &span.attributes)
+        + uint_field(10, u64::from(span.dropped_attributes_count))
+        + span
+            .events
+            .iter()
+            .map(|e| len_field(11, event_len(e)))
+            .sum::<usize>()
+        + uint_field(12, u64::from(span.events.dropped_count))
+        + span
+            .links
+            .iter()
+            .map(|l| len_field(13, link_len(l)))
+            .sum::<usize>()
+        + uint_field(14, u64::from(span.links.dropped_count))
+        + len_field(15, str_field(2, message) + uint_field(3, code))
+        + fixed_field(16, FIXED32, u64::from(span_flags), 4)
+}
+
+/// Writes `span` as field 2 of a `ScopeSpans`; `len` is its [`span_len`].
+fn put_span(buf: &mut Vec<u8>, span: &SpanData, len: usize) {
+    put_message(buf, 2, len, |buf| {
         let cx = &span.span_context;
         put_bytes(buf, 1, &cx.trace_id().to_bytes());
         put_bytes(buf, 2, &cx.span_id().to_bytes());
@@ -285,7 +410,7 @@ fn put_span(buf: &mut Vec<u8>, span: &SpanData) {
         put_key_values(buf, 9, &span.attributes);
         put_uint(buf, 10, u64::from(span.dropped_attributes_count));
         for event in span.events.iter() {
-            put_message(buf, 11, |buf| {
+            put_message(buf, 11, event_len(event), |buf| {
                 put_fixed64(buf, 1, nanos(event.timestamp));
                 put_str(buf, 2, &event.name);
                 put_key_values(buf, 3, &event.attributes);
@@ -294,7 +419,7 @@ fn put_span(buf: &mut Vec<u8>, span: &SpanData) {
         }
         put_uint(buf, 12, u64::from(span.events.dropped_count));
         for link in span.links.iter() {
-            put_message(buf, 13, |buf| {
+            put_message(buf, 13, link_len(link), |buf| {
                 let lcx = &link.span_context;
                 put_bytes(buf, 1, &lcx.trace_id().to_bytes());
                 put_bytes(buf, 2, &lcx.span_id().to_bytes());
@@ -305,12 +430,8 @@ fn put_span(buf: &mut Vec<u8>, span: &SpanData) {
             });
         }
         put_uint(buf, 14, u64::from(span.links.dropped_count));
-        put_message(buf, 15, |buf| {
-            let (code, message) = match &span.status {
-                Status::Unset => (0, ""),
-                Status::Ok => (1, ""),
-                Status::Error { description } => (2, description.as_ref()),
-            };
+        let (code, message) = status_parts(&span.status);
+        put_message(buf, 15, str_field(2, message) + uint_field(3, code), |buf| {
             put_str(buf, 2, message);
             put_uint(buf, 3, code);
         });
@@ -333,35 +454,66 @@ fn flags(remote: bool, trace_flags: u8) -> u32 {
     f
 }
 
+/// The spans of one instrumentation scope, each with its measured length.
+struct ScopeGroup<'a> {
+    scope: &'a InstrumentationScope,
+    spans: Vec<(&'a SpanData, usize)>,
+}
+
+impl ScopeGroup<'_> {
+    /// The encoded size of this group's `ScopeSpans` body.
+    fn len(&self) -> usize {
+        len_field(1, scope_len(self.scope))
+            + self
+                .spans
+                .iter()
+                .map(|(_, len)| len_field(2, *len))
+                .sum::<usize>()
+            + str_field(3, self.scope.schema_url().unwrap_or_default())
+    }
+}
+
 /// An `ExportTraceServiceRequest` holding `spans` under `resource`, grouped by instrumentation
 /// scope in order of first appearance.
 pub(crate) fn export_request(resource: &EncodedResource, spans: &[SpanData]) -> Vec<u8> {
+    if spans.is_empty() {
+        return Vec::new();
+    }
     // Spans of one batch nearly always share one scope; a few scopes are compared linearly.
-    let mut scopes: Vec<(&InstrumentationScope, Vec<&SpanData>)> = Vec::new();
+    let mut groups: Vec<ScopeGroup<'_>> = Vec::new();
     for span in spans {
         let scope = &span.instrumentation_scope;
-        match scopes.iter_mut().find(|(s, _)| *s == scope) {
-            Some((_, group)) => group.push(span),
-            None => scopes.push((scope, vec![span])),
+        let measured = (span, span_len(span));
+        match groups.iter_mut().find(|g| g.scope == scope) {
+            Some(group) => group.spans.push(measured),
+            None => groups.push(ScopeGroup {
+                scope,
+                spans: vec![measured],
+            }),
         }
     }
-    let mut buf = Vec::with_capacity(256 + spans.len() * 1024);
-    if spans.is_empty() {
-        return buf;
-    }
-    put_message(&mut buf, 1, |buf| {
-        put_message(buf, 1, |buf| buf.extend_from_slice(&resource.body));
-        for (scope, group) in &scopes {
-            put_message(buf, 2, |buf| {
-                put_scope(buf, scope);
-                for span in group {
-                    put_span(buf, span);
+    let group_lens: Vec<usize> = groups.iter().map(ScopeGroup::len).collect();
+    let resource_spans_len = len_field(1, resource.body.len())
+        + group_lens.iter().map(|len| len_field(2, *len)).sum::<usize>()
+        + str_field(3, &resource.schema_url);
+    let total = len_field(1, resource_spans_len);
+    let mut buf = Vec::with_capacity(total);
+    put_message(&mut buf, 1, resource_spans_len, |buf| {
+        put_message(buf, 1, resource.body.len(), |buf| {
+            buf.extend_from_slice(&resource.body);
+        });
+        for (group, len) in groups.iter().zip(&group_lens) {
+            put_message(buf, 2, *len, |buf| {
+                put_scope(buf, group.scope);
+                for (span, len) in &group.spans {
+                    put_span(buf, span, *len);
                 }
-                put_str(buf, 3, scope.schema_url().unwrap_or_default());
+                put_str(buf, 3, group.scope.schema_url().unwrap_or_default());
             });
         }
         put_str(buf, 3, &resource.schema_url);
     });
+    debug_assert_eq!(buf.len(), total);
     buf
 }
 
