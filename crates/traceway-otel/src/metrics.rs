@@ -8,7 +8,7 @@
 use crate::config::{Compression, ExporterKind, OtelConfig, TRACES_PATH};
 use crate::exporter::{ExporterError, Telemetry, resource, rustls_config};
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Histogram as OtelHistogram, MeterProvider as _};
+use opentelemetry::metrics::{BoundHistogram, Histogram as OtelHistogram, MeterProvider as _};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use prometheus_client::encoding::text::encode;
@@ -19,7 +19,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock};
 
 /// `gen_ai.client.operation.duration` bucket bounds (s): 0.01 … 81.92, doubling.
 pub const DURATION_BUCKETS: [f64; 14] = [
@@ -50,7 +50,7 @@ pub mod names {
 }
 
 /// The low-cardinality labels of one operation.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Hash, PartialEq, Eq)]
 pub struct OperationLabels {
     /// `chat`, `text_completion`, `embeddings`.
     pub operation: &'static str,
@@ -199,6 +199,28 @@ struct Inner {
     per_chunk: HistogramFamily,
     requests: Family<RequestLabels, Counter>,
     otlp: Option<OtlpInstruments>,
+    series: RwLock<SeriesCache>,
+}
+
+/// Label sets seen so far, each with its recording handles.
+type SeriesCache = HashMap<OperationLabels, Arc<Series>, foldhash::fast::RandomState>;
+
+/// How many label sets keep their handles; past it (a flood of unknown model names, say) calls
+/// are recorded through the label lookups directly.
+const SERIES_CACHED: usize = 1024;
+
+/// The recording handles of one label set, each taken on its first use (a series holding no
+/// measurement would otherwise be exported with a zero count).
+#[derive(Default)]
+struct Series {
+    duration: OnceLock<Histogram>,
+    first_chunk: OnceLock<Histogram>,
+    per_chunk: OnceLock<Histogram>,
+    tokens: OnceLock<[Histogram; 2]>,
+    otlp_duration: OnceLock<BoundHistogram<f64>>,
+    otlp_first_chunk: OnceLock<BoundHistogram<f64>>,
+    otlp_per_chunk: OnceLock<BoundHistogram<f64>>,
+    otlp_tokens: OnceLock<[BoundHistogram<u64>; 2]>,
 }
 
 /// The metrics of one process. Cheap to clone.
@@ -404,45 +426,93 @@ impl Metrics {
                 per_chunk,
                 requests,
                 otlp,
+                series: RwLock::new(SeriesCache::default()),
             }),
         })
     }
 
     /// Records one finished operation: its duration, tokens and stream timings, all under one
-    /// label set built once.
+    /// label set. Each label set's handles are looked up once and kept, so a call costs one
+    /// cache lookup instead of a hashed label lookup per record in each metrics library.
     pub fn record_call(&self, labels: &OperationLabels, m: CallMeasures) {
-        let p = labels.prometheus();
+        match self.series(labels) {
+            Some(series) => self.record_into(&series, labels, m),
+            None => self.record_into(&Series::default(), labels, m),
+        }
+    }
+
+    /// The cached handles of `labels`, added on first sight while the cache has room.
+    fn series(&self, labels: &OperationLabels) -> Option<Arc<Series>> {
+        let cache = &self.inner.series;
+        if let Some(found) = cache.read().ok()?.get(labels) {
+            return Some(Arc::clone(found));
+        }
+        let mut cache = cache.write().ok()?;
+        if cache.len() >= SERIES_CACHED {
+            return None;
+        }
+        Some(Arc::clone(cache.entry(labels.clone()).or_default()))
+    }
+
+    fn record_into(&self, series: &Series, labels: &OperationLabels, m: CallMeasures) {
         let inner = &*self.inner;
-        inner.duration.get_or_create(&p).observe(m.seconds);
+        let prom = |family: &HistogramFamily| family.get_or_create(&labels.prometheus()).clone();
+        series
+            .duration
+            .get_or_init(|| prom(&inner.duration))
+            .observe(m.seconds);
         if let Some(t) = m.time_to_first_chunk {
-            inner.first_chunk.get_or_create(&p).observe(t);
+            series
+                .first_chunk
+                .get_or_init(|| prom(&inner.first_chunk))
+                .observe(t);
         }
         if let Some(t) = m.time_per_output_chunk {
-            inner.per_chunk.get_or_create(&p).observe(t);
-        }
-        if let Some(o) = &inner.otlp {
-            let a = labels.otel();
-            o.duration.record(m.seconds, &a);
-            if let Some(t) = m.time_to_first_chunk {
-                o.first_chunk.record(t, &a);
-            }
-            if let Some(t) = m.time_per_output_chunk {
-                o.per_chunk.record(t, &a);
-            }
-            if let Some((input, output)) = m.tokens {
-                let mut a = a;
-                for (kind, n) in [("input", input), ("output", output)] {
-                    a.push(KeyValue::new(names::TOKEN_TYPE, kind));
-                    o.tokens.record(n, &a);
-                    a.pop();
-                }
-            }
+            series
+                .per_chunk
+                .get_or_init(|| prom(&inner.per_chunk))
+                .observe(t);
         }
         if let Some((input, output)) = m.tokens {
-            let mut key = (p, [(prom_names::TOKEN_TYPE, "input")]);
-            inner.tokens.get_or_create(&key).observe(input as f64);
-            key.1 = [(prom_names::TOKEN_TYPE, "output")];
-            inner.tokens.get_or_create(&key).observe(output as f64);
+            let [i, o] = series.tokens.get_or_init(|| {
+                let p = labels.prometheus();
+                ["input", "output"].map(|kind| {
+                    let key = (p.clone(), [(prom_names::TOKEN_TYPE, kind)]);
+                    inner.tokens.get_or_create(&key).clone()
+                })
+            });
+            i.observe(input as f64);
+            o.observe(output as f64);
+        }
+        let Some(o) = &inner.otlp else {
+            return;
+        };
+        series
+            .otlp_duration
+            .get_or_init(|| o.duration.bind(&labels.otel()))
+            .record(m.seconds);
+        if let Some(t) = m.time_to_first_chunk {
+            series
+                .otlp_first_chunk
+                .get_or_init(|| o.first_chunk.bind(&labels.otel()))
+                .record(t);
+        }
+        if let Some(t) = m.time_per_output_chunk {
+            series
+                .otlp_per_chunk
+                .get_or_init(|| o.per_chunk.bind(&labels.otel()))
+                .record(t);
+        }
+        if let Some((input, output)) = m.tokens {
+            let [i, out] = series.otlp_tokens.get_or_init(|| {
+                ["input", "output"].map(|kind| {
+                    let mut a = labels.otel();
+                    a.push(KeyValue::new(names::TOKEN_TYPE, kind));
+                    o.tokens.bind(&a)
+                })
+            });
+            i.record(input);
+            out.record(output);
         }
     }
 
@@ -574,5 +644,50 @@ mod tests {
         assert!(text.contains(
             "traceway_proxy_requests_total{route=\"/v1/chat/completions\",status=\"200\",model_group=\"gpt\"} 1"
         ));
+    }
+
+    #[test]
+    fn series_appear_on_first_use_and_past_the_cache_too() {
+        let m = Metrics::new(None).unwrap();
+        let labels = |model: String| OperationLabels {
+            operation: "chat",
+            provider: "openai",
+            request_model: model,
+            ..OperationLabels::default()
+        };
+        m.record_call(
+            &labels("whole".into()),
+            CallMeasures {
+                seconds: 0.1,
+                ..CallMeasures::default()
+            },
+        );
+        let text = m.render(None);
+        assert!(text.contains("gen_ai_request_model=\"whole\"} 1"), "{text}");
+        assert!(
+            !text.contains("time_to_first_chunk_seconds_count{")
+                && !text.contains("token_usage_count{"),
+            "a series nothing was measured in is not shown: {text}"
+        );
+        for i in 0..SERIES_CACHED + 10 {
+            let measures = CallMeasures {
+                seconds: 0.1,
+                tokens: Some((1, 2)),
+                ..CallMeasures::default()
+            };
+            m.record_call(&labels(format!("model-{i}")), measures);
+            m.record_call(&labels(format!("model-{i}")), measures);
+        }
+        let text = m.render(None);
+        let past = SERIES_CACHED + 9;
+        assert!(
+            text.contains(&format!(
+                "gen_ai_client_operation_duration_seconds_count{{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\",gen_ai_request_model=\"model-{past}\"}} 2"
+            )),
+            "label sets past the cache are still recorded"
+        );
+        assert!(text.contains(&format!(
+            "gen_ai_client_token_usage_sum{{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\",gen_ai_request_model=\"model-{past}\",gen_ai_token_type=\"output\"}} 4"
+        )));
     }
 }

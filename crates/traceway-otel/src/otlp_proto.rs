@@ -120,7 +120,11 @@ fn put_message(buf: &mut Vec<u8>, field: u32, len: usize, write: impl FnOnce(&mu
     put_varint(buf, len as u64);
     let start = buf.len();
     write(buf);
-    debug_assert_eq!(buf.len() - start, len, "measured and written lengths of field {field}");
+    debug_assert_eq!(
+        buf.len() - start,
+        len,
+        "measured and written lengths of field {field}"
+    );
 }
 
 fn nanos(t: SystemTime) -> u64 {
@@ -186,7 +190,9 @@ fn put_any_value_body(buf: &mut Vec<u8>, value: &Value) {
                 put_message(buf, 1, any_value_len(v), |b| put_any_value_body(b, v));
             };
             let text = |buf: &mut Vec<u8>, s: &str| {
-                put_message(buf, 1, len_field(1, s.len()), |b| put_bytes(b, 1, s.as_bytes()));
+                put_message(buf, 1, len_field(1, s.len()), |b| {
+                    put_bytes(b, 1, s.as_bytes())
+                });
             };
             match array {
                 Array::Bool(v) => v.iter().for_each(|x| element(buf, &Value::Bool(*x))),
@@ -431,10 +437,15 @@ fn put_span(buf: &mut Vec<u8>, span: &SpanData, len: usize) {
         }
         put_uint(buf, 14, u64::from(span.links.dropped_count));
         let (code, message) = status_parts(&span.status);
-        put_message(buf, 15, str_field(2, message) + uint_field(3, code), |buf| {
-            put_str(buf, 2, message);
-            put_uint(buf, 3, code);
-        });
+        put_message(
+            buf,
+            15,
+            str_field(2, message) + uint_field(3, code),
+            |buf| {
+                put_str(buf, 2, message);
+                put_uint(buf, 3, code);
+            },
+        );
         put_fixed32(
             buf,
             16,
@@ -494,7 +505,10 @@ pub(crate) fn export_request(resource: &EncodedResource, spans: &[SpanData]) -> 
     }
     let group_lens: Vec<usize> = groups.iter().map(ScopeGroup::len).collect();
     let resource_spans_len = len_field(1, resource.body.len())
-        + group_lens.iter().map(|len| len_field(2, *len)).sum::<usize>()
+        + group_lens
+            .iter()
+            .map(|len| len_field(2, *len))
+            .sum::<usize>()
         + str_field(3, &resource.schema_url);
     let total = len_field(1, resource_spans_len);
     let mut buf = Vec::with_capacity(total);
