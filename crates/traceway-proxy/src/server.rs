@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt as _;
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -172,6 +173,13 @@ pub async fn serve(
     let signal = async move {
         let _ = grace_tx.send(shutdown.await);
     };
+    // Each answer is written as soon as it is ready: without TCP_NODELAY a stream's next chunk
+    // waits for the client's ACK of the previous small segment (Nagle), adding to every chunk.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("could not set TCP_NODELAY on an accepted connection: {e}");
+        }
+    });
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
