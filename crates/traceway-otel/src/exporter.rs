@@ -147,11 +147,12 @@ impl Telemetry {
     }
 
     /// Like [`Telemetry::init`], with more span destinations beside the configured exporter
-    /// (the proxy's in-memory trace view). With `OTEL_EXPORTER=none` and extra destinations,
+    /// (the proxy's in-memory trace view), each copied only the spans it asks for
+    /// ([`SelectiveProcessor::wants`]). With `OTEL_EXPORTER=none` and extra destinations,
     /// spans go to those alone; `OTEL_SDK_DISABLED=true` still turns everything off.
     pub fn init_with(
         cfg: &OtelConfig,
-        extra: Vec<Box<dyn SpanProcessor>>,
+        extra: Vec<Box<dyn SelectiveProcessor>>,
     ) -> Result<Option<Telemetry>, ExporterError> {
         Self::init_destinations(std::slice::from_ref(cfg), extra)
     }
@@ -161,7 +162,7 @@ impl Telemetry {
     /// Span-shape settings (capture, limits, semconv) are read from the first destination.
     pub fn init_destinations(
         destinations: &[OtelConfig],
-        extra: Vec<Box<dyn SpanProcessor>>,
+        extra: Vec<Box<dyn SelectiveProcessor>>,
     ) -> Result<Option<Telemetry>, ExporterError> {
         let Some(first) = destinations.first() else {
             return Ok(None);
@@ -189,7 +190,7 @@ impl Telemetry {
     fn finish(
         cfg: &OtelConfig,
         processors: Vec<Box<dyn SpanProcessor>>,
-        extra: Vec<Box<dyn SpanProcessor>>,
+        extra: Vec<Box<dyn SelectiveProcessor>>,
         in_memory: Option<InMemorySpanExporter>,
         pipelines: Vec<Arc<Pipeline>>,
     ) -> Result<Option<Telemetry>, ExporterError> {
@@ -204,9 +205,13 @@ impl Telemetry {
             })
             .with_resource(resource(cfg));
         // One processor for the SDK: with several it copies every ended span once per
-        // processor; `Fanout` copies it once less (the last destination takes the original).
-        let all: Vec<Box<dyn SpanProcessor>> = extra.into_iter().chain(processors).collect();
-        let provider = builder.with_span_processor(Fanout(all)).build();
+        // processor; `Fanout` copies it once less (the last destination takes the original)
+        // and not at all for a selective destination that does not want it.
+        let fanout = Fanout {
+            selective: extra,
+            every: processors,
+        };
+        let provider = builder.with_span_processor(fanout).build();
         let scope = InstrumentationScope::builder(INSTRUMENTATION_SCOPE)
             .with_version(env!("CARGO_PKG_VERSION"))
             .build();
@@ -521,17 +526,37 @@ impl<P: SpanProcessor> SpanProcessor for QueueGate<P> {
     }
 }
 
+/// A span destination beside the exporters that takes only the spans it asks for, so the
+/// others are never copied for it (the proxy's trace view keeps a sample under load).
+pub trait SelectiveProcessor: SpanProcessor {
+    /// Whether `span`, just ended, should be handed to this destination.
+    fn wants(&self, span: &SpanData) -> bool;
+}
+
 /// Every destination behind one SDK processor: an ended span is copied for all but the last
-/// destination, which takes it as it is (the SDK would copy it for each).
+/// destination taking it, which takes it as it is (the SDK would copy it for each).
 #[derive(Debug)]
-struct Fanout(Vec<Box<dyn SpanProcessor>>);
+struct Fanout {
+    /// Destinations handed only the spans they want, served first.
+    selective: Vec<Box<dyn SelectiveProcessor>>,
+    /// The export pipelines, handed every span.
+    every: Vec<Box<dyn SpanProcessor>>,
+}
 
 impl Fanout {
+    fn all(&self) -> impl Iterator<Item = &dyn SpanProcessor> {
+        let selective = self
+            .selective
+            .iter()
+            .map(|p| p.as_ref() as &dyn SpanProcessor);
+        selective.chain(self.every.iter().map(|p| p.as_ref()))
+    }
+
     /// Runs `f` on every destination, also after one fails; the first failure is reported.
-    fn every(&self, f: impl Fn(&dyn SpanProcessor) -> OTelSdkResult) -> OTelSdkResult {
+    fn each(&self, f: impl Fn(&dyn SpanProcessor) -> OTelSdkResult) -> OTelSdkResult {
         let mut outcome = Ok(());
-        for p in &self.0 {
-            let r = f(p.as_ref());
+        for p in self.all() {
+            let r = f(p);
             if outcome.is_ok() {
                 outcome = r;
             }
@@ -542,30 +567,43 @@ impl Fanout {
 
 impl SpanProcessor for Fanout {
     fn on_start(&self, span: &mut Span, cx: &Context) {
-        for p in &self.0 {
+        for p in self.all() {
             p.on_start(span, cx);
         }
     }
 
     fn on_end(&self, span: SpanData) {
-        if let Some((last, rest)) = self.0.split_last() {
-            for p in rest {
-                p.on_end(span.clone());
+        // Each destination gets a copy when the next one taking the span is found; the last
+        // one found takes the original.
+        let mut pending: Option<&dyn SpanProcessor> = None;
+        let selective = self
+            .selective
+            .iter()
+            .filter(|p| p.wants(&span))
+            .map(|p| p.as_ref() as &dyn SpanProcessor);
+        for p in selective.chain(self.every.iter().map(|p| p.as_ref())) {
+            if let Some(before) = pending.replace(p) {
+                before.on_end(span.clone());
             }
+        }
+        if let Some(last) = pending {
             last.on_end(span);
         }
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        self.every(|p| p.force_flush())
+        self.each(|p| p.force_flush())
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.every(|p| p.shutdown_with_timeout(timeout))
+        self.each(|p| p.shutdown_with_timeout(timeout))
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        for p in &mut self.0 {
+        for p in &mut self.selective {
+            p.set_resource(resource);
+        }
+        for p in &mut self.every {
             p.set_resource(resource);
         }
     }
@@ -931,6 +969,84 @@ mod tests {
         t.tracer().start("late").end();
         assert_eq!(t.finished_spans().len(), 1);
         assert_eq!(t.spans_dropped(), 0);
+    }
+
+    /// A selective destination keeping the ended spans whose names it wants.
+    #[derive(Debug, Default)]
+    struct Picky {
+        wanted: &'static str,
+        asked: std::sync::atomic::AtomicUsize,
+        got: Mutex<Vec<String>>,
+    }
+
+    /// The pipeline's handle on a [`Picky`] the test reads.
+    #[derive(Debug)]
+    struct PickyHandle(Arc<Picky>);
+
+    impl SpanProcessor for PickyHandle {
+        fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+        fn on_end(&self, span: SpanData) {
+            self.0.got.lock().unwrap().push(span.name.to_string());
+        }
+        fn force_flush(&self) -> OTelSdkResult {
+            Ok(())
+        }
+        fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    impl SelectiveProcessor for PickyHandle {
+        fn wants(&self, span: &SpanData) -> bool {
+            self.0.asked.fetch_add(1, Ordering::Relaxed);
+            span.name == self.0.wanted
+        }
+    }
+
+    #[test]
+    fn selective_destinations_get_only_what_they_want_and_exporters_everything() {
+        let a = Arc::new(Picky {
+            wanted: "a",
+            ..Picky::default()
+        });
+        let b = Arc::new(Picky {
+            wanted: "b",
+            ..Picky::default()
+        });
+        let extra: Vec<Box<dyn SelectiveProcessor>> = vec![
+            Box::new(PickyHandle(a.clone())),
+            Box::new(PickyHandle(b.clone())),
+        ];
+        let t = Telemetry::init_with(&cfg(&[(env::OTEL_EXPORTER, "in_memory")]), extra)
+            .unwrap()
+            .unwrap();
+        for name in ["a", "b", "c", "a"] {
+            t.tracer().start(name).end();
+        }
+        assert_eq!(*a.got.lock().unwrap(), ["a", "a"]);
+        assert_eq!(*b.got.lock().unwrap(), ["b"]);
+        assert_eq!(a.asked.load(Ordering::Relaxed), 4, "asked about every span");
+        let exported: Vec<String> = t
+            .finished_spans()
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect();
+        assert_eq!(exported, ["a", "b", "c", "a"]);
+
+        // Without an exporter, the last destination wanting a span takes the original.
+        let only = Arc::new(Picky {
+            wanted: "x",
+            ..Picky::default()
+        });
+        let t = Telemetry::init_with(
+            &cfg(&[(env::OTEL_EXPORTER, "none")]),
+            vec![Box::new(PickyHandle(only.clone()))],
+        )
+        .unwrap()
+        .unwrap();
+        t.tracer().start("x").end();
+        t.tracer().start("y").end();
+        assert_eq!(*only.got.lock().unwrap(), ["x"]);
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //! Spans are grouped by trace id. A trace is listed once its root has ended (the span whose
 //! parent is absent or remote: `Received Proxy Server Request` in the proxy); its children end
 //! first and wait beside it. When more than N traces are held, the one updated longest ago goes.
+//!
+//! Under load the view keeps a sample: past [`UI_TRACES_PER_SECOND`] traces a second, a trace
+//! is kept when its id falls under a threshold set each second from the last second's rate, so
+//! all spans of a trace share the decision and the others are never copied (the exporters still
+//! get every span). N traces then cover seconds of traffic rather than milliseconds.
 
 use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
 use opentelemetry::{Array, KeyValue, Value};
@@ -17,13 +22,23 @@ use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use serde::Serialize;
 use serde_json::{Value as Json, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use traceway_otel::exporter::SelectiveProcessor;
 use traceway_otel::keys as k;
 
 /// Most spans kept of one trace; later ones are counted, not kept. A proxy request has a few
 /// (one per attempt), so this only bounds a runaway.
 pub const MAX_SPANS_PER_TRACE: usize = 256;
+/// Traces a second the view takes in full; above this rate it keeps a sample of about as many.
+pub const UI_TRACES_PER_SECOND: u64 = 100;
+/// The sampling threshold's scale: a trace is kept when its id's hash, modulo this, is below
+/// the threshold.
+const SAMPLE_SCALE: u64 = 1 << 16;
+/// Length of the window whose trace rate sets the next window's threshold.
+const SAMPLE_WINDOW_MS: u64 = 1000;
+
 /// Longest string attribute kept, in bytes; longer values (huge prompts) are cut to this and
 /// marked, so that N traces cannot hold N full request bodies.
 pub const MAX_VALUE_BYTES: usize = 32 * 1024;
@@ -251,14 +266,98 @@ struct Ring {
 pub struct TraceBuffer {
     capacity: usize,
     ring: Mutex<Ring>,
+    sampler: Sampler,
+}
+
+/// Decides which traces the view takes, from their ids and the rate of root spans ending.
+#[derive(Debug)]
+struct Sampler {
+    per_second: u64,
+    /// Start of the current window, ms since the Unix epoch (span end times).
+    window_start: AtomicU64,
+    /// Root spans ended in the current window.
+    roots: AtomicU64,
+    /// Traces whose id hashes below this (of [`SAMPLE_SCALE`]) are kept.
+    threshold: AtomicU64,
+}
+
+impl Sampler {
+    fn new(per_second: u64) -> Self {
+        Sampler {
+            per_second,
+            window_start: AtomicU64::new(0),
+            roots: AtomicU64::new(0),
+            threshold: AtomicU64::new(SAMPLE_SCALE),
+        }
+    }
+
+    fn keeps(&self, span: &SpanData) -> bool {
+        if is_root(span) {
+            self.count_root(unix_ms(span.end_time) as u64);
+        }
+        trace_hash(span.span_context.trace_id()) % SAMPLE_SCALE
+            < self.threshold.load(Ordering::Relaxed)
+    }
+
+    /// Counts one trace; at the end of a window, sets the threshold for the next one so that
+    /// about `per_second` traces a second are kept.
+    fn count_root(&self, now_ms: u64) {
+        let roots = self.roots.fetch_add(1, Ordering::Relaxed) + 1;
+        let start = self.window_start.load(Ordering::Relaxed);
+        let elapsed = now_ms.saturating_sub(start);
+        if elapsed < SAMPLE_WINDOW_MS {
+            return;
+        }
+        // One thread closes the window; the others go on counting into the next one.
+        if self
+            .window_start
+            .compare_exchange(start, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        self.roots.fetch_sub(roots, Ordering::Relaxed);
+        // A window much longer than one (an idle spell) says nothing about the coming rate.
+        let rate = if elapsed > 2 * SAMPLE_WINDOW_MS {
+            0
+        } else {
+            roots * 1000 / elapsed.max(1)
+        };
+        let threshold = if rate <= self.per_second {
+            SAMPLE_SCALE
+        } else {
+            (SAMPLE_SCALE * self.per_second / rate).max(1)
+        };
+        self.threshold.store(threshold, Ordering::Relaxed);
+    }
+}
+
+/// A trace id mixed down to 64 bits: ids sent in by callers need not be random in any part.
+fn trace_hash(id: TraceId) -> u64 {
+    let v = u128::from_be_bytes(id.to_bytes());
+    // The halves are folded with one rotated, so that equal halves do not cancel out; then
+    // splitmix64's finaliser spreads every input bit over the result.
+    let mut x = (v as u64) ^ ((v >> 64) as u64).rotate_left(32);
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 impl TraceBuffer {
     /// A buffer keeping at most `capacity` traces.
     pub fn new(capacity: usize) -> Arc<TraceBuffer> {
+        Self::with_rate(capacity, UI_TRACES_PER_SECOND)
+    }
+
+    /// A buffer keeping at most `capacity` traces, taking a sample above `per_second` traces a
+    /// second.
+    pub fn with_rate(capacity: usize, per_second: u64) -> Arc<TraceBuffer> {
         Arc::new(TraceBuffer {
             capacity,
             ring: Mutex::new(Ring::default()),
+            sampler: Sampler::new(per_second),
         })
     }
 
@@ -276,6 +375,11 @@ impl TraceBuffer {
         // A panic elsewhere while holding the lock leaves a consistent ring (every update is
         // a few pushes), so carry on with it rather than lose the view.
         self.ring.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the view takes `span` (see the module's note on sampling).
+    pub fn wants(&self, span: &SpanData) -> bool {
+        self.capacity > 0 && self.sampler.keeps(span)
     }
 
     /// Adds one ended span.
@@ -436,6 +540,12 @@ impl SpanProcessor for TraceBufferProcessor {
     }
 
     fn set_resource(&mut self, _resource: &Resource) {}
+}
+
+impl SelectiveProcessor for TraceBufferProcessor {
+    fn wants(&self, span: &SpanData) -> bool {
+        self.0.wants(span)
+    }
 }
 
 /// The value at `p` (0..=1) of sorted `values` (nearest rank).
@@ -1047,6 +1157,87 @@ mod tests {
         assert_eq!(
             json_value(&Value::Array(Array::I64(vec![1, 2]))),
             json!([1, 2])
+        );
+    }
+
+    /// An ended span of trace `trace`, a root when `parent` is 0, ending at `end_ms`.
+    fn ended(trace: u128, id: u64, parent: u64, end_ms: u64) -> SpanData {
+        let end = UNIX_EPOCH + Duration::from_millis(end_ms);
+        SpanData {
+            span_context: SpanContext::new(
+                TraceId::from(trace),
+                SpanId::from(id),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            ),
+            parent_span_id: SpanId::from(parent),
+            parent_span_is_remote: false,
+            span_kind: if parent == 0 {
+                SpanKind::Server
+            } else {
+                SpanKind::Client
+            },
+            name: std::borrow::Cow::Borrowed(if parent == 0 {
+                k::SPAN_PROXY_REQUEST
+            } else {
+                k::SPAN_RAW_REQUEST
+            }),
+            start_time: end - Duration::from_millis(1),
+            end_time: end,
+            attributes: Vec::new(),
+            dropped_attributes_count: 0,
+            events: opentelemetry_sdk::trace::SpanEvents::default(),
+            links: opentelemetry_sdk::trace::SpanLinks::default(),
+            status: Status::Unset,
+            instrumentation_scope: opentelemetry::InstrumentationScope::builder("test").build(),
+        }
+    }
+
+    #[test]
+    fn under_load_whole_traces_are_sampled_to_about_the_rate() {
+        let buffer = TraceBuffer::with_rate(100_000, 10);
+        let t0: u64 = 1_764_000_000_000;
+        // (kept whole, split between the two spans) per second.
+        let mut per_second = Vec::new();
+        let mut trace: u128 = 0;
+        for (second, traces) in [(0u64, 5u64), (1, 1000), (2, 1000), (3, 1000)] {
+            let (mut kept, mut split) = (0, 0);
+            for i in 0..traces {
+                trace += 1;
+                // Sequential ids, as a caller's own traceparents might be.
+                let id = trace << 64 | trace;
+                let end = t0 + second * 1000 + i * 1000 / traces;
+                let child = buffer.wants(&ended(id, 2, 1, end));
+                let root = buffer.wants(&ended(id, 1, 0, end));
+                match (child, root) {
+                    (true, true) => kept += 1,
+                    (false, false) => {}
+                    _ => split += 1,
+                }
+            }
+            per_second.push((kept, split));
+        }
+        assert_eq!(per_second[0], (5, 0), "below the rate every trace is kept");
+        assert_eq!(
+            per_second[1].0, 1000,
+            "the first loaded second is still taken whole"
+        );
+        for (kept, split) in &per_second[2..] {
+            assert!((3..=30).contains(kept), "about 10 a second: {per_second:?}");
+            assert!(*split <= 1, "a trace is split only where a window closes");
+        }
+        // After an idle spell the first root ending resets the threshold: every trace is taken
+        // again.
+        let later = t0 + 60_000;
+        buffer.wants(&ended(u128::MAX, 1, 0, later));
+        for id in 1..=20 {
+            assert!(buffer.wants(&ended(u128::MAX - id, 2, 1, later + 1)));
+            assert!(buffer.wants(&ended(u128::MAX - id, 1, 0, later + 1)));
+        }
+        assert!(
+            !TraceBuffer::new(0).wants(&ended(1, 1, 0, t0)),
+            "capacity 0 takes nothing"
         );
     }
 }
