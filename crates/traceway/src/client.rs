@@ -744,7 +744,14 @@ impl Client {
                 });
                 // An unparsable URL goes to reqwest as text, which reports it as usual.
                 let builder = match upstream {
-                    Some(u) => self.inner.http.post(u.url.clone()),
+                    Some(u) => {
+                        if let Some(host) = &u.host {
+                            up.headers
+                                .entry(http::header::HOST)
+                                .or_insert_with(|| host.clone());
+                        }
+                        self.inner.http.post(u.url.clone())
+                    }
                     None => self.inner.http.post(&up.url),
                 };
                 if let Some(a) = &attempt {

@@ -144,13 +144,23 @@ pub(crate) struct UpstreamUrl {
     pub(crate) url: url::Url,
     /// `url.full`, `server.address` … for the attempt's CLIENT span.
     pub(crate) span_attributes: Vec<opentelemetry::KeyValue>,
+    /// The `Host` header, built once (the HTTP client would `format!` it per request).
+    pub(crate) host: Option<http::HeaderValue>,
 }
 
 impl UpstreamUrl {
     fn parse(text: &str) -> Result<Self, url::ParseError> {
         let url = url::Url::parse(text)?;
+        let host = url.host_str().and_then(|h| {
+            let text = match url.port() {
+                Some(port) => format!("{h}:{port}"),
+                None => h.to_owned(),
+            };
+            http::HeaderValue::try_from(text).ok()
+        });
         Ok(UpstreamUrl {
             span_attributes: crate::telemetry::url_attributes(&url),
+            host,
             url,
         })
     }

@@ -63,6 +63,12 @@ async fn every_preset_sends_openais_format_with_its_key() {
             sent.header("authorization"),
             Some(format!("Bearer {KEY}").as_str())
         );
+        let authority = up.api_base("");
+        assert_eq!(
+            sent.header("host"),
+            authority.strip_prefix("http://"),
+            "the Host header names the upstream's address and port"
+        );
         assert_eq!(sent.body["model"], *model, "{prefix}");
         assert_eq!(
             sent.body["messages"][0],
