@@ -304,7 +304,18 @@ impl Sampler {
     fn count_root(&self, now_ms: u64) {
         let roots = self.roots.fetch_add(1, Ordering::Relaxed) + 1;
         let start = self.window_start.load(Ordering::Relaxed);
-        let elapsed = now_ms.saturating_sub(start);
+        if now_ms < start {
+            // The wall clock went back: the window restarts from here rather than staying open
+            // (and the threshold stuck) until the clock catches up.
+            let _ = self.window_start.compare_exchange(
+                start,
+                now_ms,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            return;
+        }
+        let elapsed = now_ms - start;
         if elapsed < SAMPLE_WINDOW_MS {
             return;
         }
@@ -1235,6 +1246,19 @@ mod tests {
             assert!(buffer.wants(&ended(u128::MAX - id, 2, 1, later + 1)));
             assert!(buffer.wants(&ended(u128::MAX - id, 1, 0, later + 1)));
         }
+        // A wall clock set back an hour restarts the window there: the rate is measured again
+        // within a second instead of once the clock is back where it was.
+        let back = later - 3_600_000;
+        for i in 0..3000u64 {
+            buffer.wants(&ended(u128::from(i) << 70, 1, 0, back + i / 3));
+        }
+        let kept = (0..3000u64)
+            .filter(|i| buffer.wants(&ended(u128::from(*i) << 80 | 7, 1, 0, back + 1001 + i / 3)))
+            .count();
+        assert!(
+            (2..=60).contains(&kept),
+            "sampled again after the clock went back: {kept}"
+        );
         assert!(
             !TraceBuffer::new(0).wants(&ended(1, 1, 0, t0)),
             "capacity 0 takes nothing"
