@@ -304,20 +304,23 @@ impl Shared {
         })
     }
 
+    /// Records one request; `false` when a kill came between its arrival and now, in which
+    /// case it is not recorded and must not be answered as accepted.
     fn store(
         &self,
         mut request: ReceivedRequest,
         decoded: Option<ExportTraceServiceRequest>,
         generation: u64,
-    ) {
+    ) -> bool {
         request.span_count = decoded.as_ref().map_or(0, count_spans);
         let accepted = request.answered_status == 200;
         // Held to the end, and taken by a kill to bump the generation: nothing that arrived
         // before a kill is recorded after it.
         let mut requests = lock(&self.requests);
         if generation != self.generation.load(Ordering::SeqCst) {
-            // Arrived before a kill: the sender saw its connection cut, not this answer.
-            return;
+            // Arrived before a kill. The kill cuts the connection, but an answer written before
+            // the cut would still reach the sender: the caller answers 503 instead of success.
+            return false;
         }
         requests.push(request);
         if let (true, Some(export)) = (accepted, decoded) {
@@ -327,6 +330,7 @@ impl Shared {
             lock(&self.spans).extend(spans);
             lock(&self.exports).push(export);
         }
+        true
     }
 }
 
@@ -764,7 +768,11 @@ async fn http_export(
         (None, Err(status)) => (status, None),
     };
     request.answered_status = status.as_u16();
-    shared.store(request, decoded, generation);
+    let status = if shared.store(request, decoded, generation) {
+        status
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
 
     if status != StatusCode::OK {
         let retry_after = *lock(&shared.retry_after);
@@ -904,10 +912,10 @@ impl TraceService for GrpcReceiver {
                 self.shared.store(received, Some(export), generation);
                 Err(grpc_status_for(fail))
             }
-            None => {
-                self.shared.store(received, Some(export), generation);
+            None if self.shared.store(received, Some(export), generation) => {
                 Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
             }
+            None => Err(grpc_status_for(StatusCode::SERVICE_UNAVAILABLE)),
         }
     }
 }
