@@ -132,14 +132,6 @@ fn nanos(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_nanos().try_into().unwrap_or(u64::MAX))
 }
 
-/// The text a kind of value or array added to the API later is written as, never lost silently.
-fn fallback_text(value: &Value) -> String {
-    match value {
-        Value::Array(array) => array.to_string(),
-        other => other.as_str().into_owned(),
-    }
-}
-
 /// The encoded size of an `AnyValue` body.
 fn any_value_len(value: &Value) -> usize {
     match value {
@@ -148,7 +140,8 @@ fn any_value_len(value: &Value) -> usize {
         Value::I64(i) => 1 + varint_len(*i as u64),
         Value::F64(_) => 9,
         Value::Array(array) => len_field(5, array_len(array)),
-        other => len_field(1, fallback_text(other).len()),
+        // A kind of value added to the API later is written as its text, never lost silently.
+        other => len_field(1, other.as_str().len()),
     }
 }
 
@@ -202,7 +195,7 @@ fn put_any_value_body(buf: &mut Vec<u8>, value: &Value) {
                 other => text(buf, &other.to_string()),
             }
         }),
-        other => put_bytes(buf, 1, fallback_text(other).as_bytes()),
+        other => put_bytes(buf, 1, other.as_str().as_bytes()),
     }
 }
 
