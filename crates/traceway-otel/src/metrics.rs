@@ -435,10 +435,9 @@ impl Metrics {
     /// label set. Each label set's handles are looked up once and kept, so a call costs one
     /// cache lookup instead of a hashed label lookup per record in each metrics library.
     pub fn record_call(&self, labels: &OperationLabels, m: CallMeasures) {
-        match self.series(labels) {
-            Some(series) => self.record_into(&series, labels, m),
-            None => self.record_into(&Series::default(), labels, m),
-        }
+        // Past the cache, fresh handles record this one call.
+        let series = self.series(labels).unwrap_or_default();
+        self.record_into(&series, labels, m);
     }
 
     /// The cached handles of `labels`, added on first sight while the cache has room.
