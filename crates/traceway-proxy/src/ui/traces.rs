@@ -332,7 +332,7 @@ impl Sampler {
         let rate = if elapsed > 2 * SAMPLE_WINDOW_MS {
             0
         } else {
-            roots * 1000 / elapsed.max(1)
+            roots * 1000 / elapsed
         };
         let threshold = if rate <= self.per_second {
             SAMPLE_SCALE
