@@ -3,11 +3,12 @@
 //! The generic OTLP exporter first copies every span into `opentelemetry-proto` structs (each
 //! key and string value into a new `String`) and then lets prost encode them, which recomputes
 //! each nested message's length at every level above it. On the export thread that was most of
-//! tracing's CPU (BENCHMARKS.md, "Profile"). Here each span's length is measured once from the
-//! lengths it holds (no bytes touched), the batch's enclosing lengths are summed from those, and
-//! every message is then written once into a buffer of the exact size: no body is ever moved to
-//! make room for a length in front of it. The output decodes to exactly what the generic
-//! exporter sends (see the tests).
+//! tracing's CPU (BENCHMARKS.md, "Profile"). Here each span is written once into a reused
+//! scratch buffer and copied behind its length into its scope's body, and the scope bodies behind
+//! theirs into a buffer of the exact size: copying a batch's bytes twice costs far less than
+//! measuring every attribute of every span ahead of writing it (callgrind: 22.4k -> 19.4k
+//! instructions per proxied request, copies included). The few small nested messages (status, events, links, scope) are
+//! measured. The output decodes to exactly what the generic exporter sends (see the tests).
 
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
@@ -308,14 +309,12 @@ fn scope_len(scope: &InstrumentationScope) -> usize {
             .sum::<usize>()
 }
 
-fn put_scope(buf: &mut Vec<u8>, scope: &InstrumentationScope) {
-    put_message(buf, 1, scope_len(scope), |buf| {
-        put_str(buf, 1, scope.name());
-        put_str(buf, 2, scope.version().unwrap_or_default());
-        for kv in scope.attributes() {
-            put_key_value(buf, 3, kv.key.as_str(), &kv.value);
-        }
-    });
+fn put_scope_body(buf: &mut Vec<u8>, scope: &InstrumentationScope) {
+    put_str(buf, 1, scope.name());
+    put_str(buf, 2, scope.version().unwrap_or_default());
+    for kv in scope.attributes() {
+        put_key_value(buf, 3, kv.key.as_str(), &kv.value);
+    }
 }
 
 fn span_kind(kind: &SpanKind) -> u64 {
@@ -356,98 +355,60 @@ fn link_len(link: &opentelemetry::trace::Link) -> usize {
         + fixed_field(6, FIXED32, u64::from(flags), 4)
 }
 
-/// The encoded size of a `Span` body.
-fn span_len(span: &SpanData) -> usize {
+/// Writes `span`'s `Span` message body.
+fn put_span_body(buf: &mut Vec<u8>, span: &SpanData) {
     let cx = &span.span_context;
+    put_bytes(buf, 1, &cx.trace_id().to_bytes());
+    put_bytes(buf, 2, &cx.span_id().to_bytes());
+    put_str(buf, 3, &cx.trace_state().header());
+    if span.parent_span_id != opentelemetry::trace::SpanId::INVALID {
+        put_bytes(buf, 4, &span.parent_span_id.to_bytes());
+    }
+    put_str(buf, 5, &span.name);
+    put_uint(buf, 6, span_kind(&span.span_kind));
+    put_fixed64(buf, 7, nanos(span.start_time));
+    put_fixed64(buf, 8, nanos(span.end_time));
+    put_key_values(buf, 9, &span.attributes);
+    put_uint(buf, 10, u64::from(span.dropped_attributes_count));
+    for event in span.events.iter() {
+        put_message(buf, 11, event_len(event), |buf| {
+            put_fixed64(buf, 1, nanos(event.timestamp));
+            put_str(buf, 2, &event.name);
+            put_key_values(buf, 3, &event.attributes);
+            put_uint(buf, 4, u64::from(event.dropped_attributes_count));
+        });
+    }
+    put_uint(buf, 12, u64::from(span.events.dropped_count));
+    for link in span.links.iter() {
+        put_message(buf, 13, link_len(link), |buf| {
+            let lcx = &link.span_context;
+            put_bytes(buf, 1, &lcx.trace_id().to_bytes());
+            put_bytes(buf, 2, &lcx.span_id().to_bytes());
+            put_str(buf, 3, &lcx.trace_state().header());
+            put_key_values(buf, 4, &link.attributes);
+            put_uint(buf, 5, u64::from(link.dropped_attributes_count));
+            put_fixed32(buf, 6, flags(lcx.is_remote(), lcx.trace_flags().to_u8()));
+        });
+    }
+    put_uint(buf, 14, u64::from(span.links.dropped_count));
     let (code, message) = status_parts(&span.status);
-    let parent = if span.parent_span_id == opentelemetry::trace::SpanId::INVALID {
-        0
-    } else {
-        len_field(4, 8)
-    };
-    let span_flags = flags(span.parent_span_is_remote, cx.trace_flags().to_u8());
-    len_field(1, 16)
-        + len_field(2, 8)
-        + str_field(3, &cx.trace_state().header())
-        + parent
-        + str_field(5, &span.name)
-        + uint_field(6, span_kind(&span.span_kind))
-        + fixed_field(7, FIXED64, nanos(span.start_time), 8)
-        + fixed_field(8, FIXED64, nanos(span.end_time), 8)
-        + key_values_len(9, &span.attributes)
-        + uint_field(10, u64::from(span.dropped_attributes_count))
-        + span
-            .events
-            .iter()
-            .map(|e| len_field(11, event_len(e)))
-            .sum::<usize>()
-        + uint_field(12, u64::from(span.events.dropped_count))
-        + span
-            .links
-            .iter()
-            .map(|l| len_field(13, link_len(l)))
-            .sum::<usize>()
-        + uint_field(14, u64::from(span.links.dropped_count))
-        + len_field(15, str_field(2, message) + uint_field(3, code))
-        + fixed_field(16, FIXED32, u64::from(span_flags), 4)
-}
-
-/// Writes `span` as field 2 of a `ScopeSpans`; `len` is its [`span_len`].
-fn put_span(buf: &mut Vec<u8>, span: &SpanData, len: usize) {
-    put_message(buf, 2, len, |buf| {
-        let cx = &span.span_context;
-        put_bytes(buf, 1, &cx.trace_id().to_bytes());
-        put_bytes(buf, 2, &cx.span_id().to_bytes());
-        put_str(buf, 3, &cx.trace_state().header());
-        if span.parent_span_id != opentelemetry::trace::SpanId::INVALID {
-            put_bytes(buf, 4, &span.parent_span_id.to_bytes());
-        }
-        put_str(buf, 5, &span.name);
-        put_uint(buf, 6, span_kind(&span.span_kind));
-        put_fixed64(buf, 7, nanos(span.start_time));
-        put_fixed64(buf, 8, nanos(span.end_time));
-        put_key_values(buf, 9, &span.attributes);
-        put_uint(buf, 10, u64::from(span.dropped_attributes_count));
-        for event in span.events.iter() {
-            put_message(buf, 11, event_len(event), |buf| {
-                put_fixed64(buf, 1, nanos(event.timestamp));
-                put_str(buf, 2, &event.name);
-                put_key_values(buf, 3, &event.attributes);
-                put_uint(buf, 4, u64::from(event.dropped_attributes_count));
-            });
-        }
-        put_uint(buf, 12, u64::from(span.events.dropped_count));
-        for link in span.links.iter() {
-            put_message(buf, 13, link_len(link), |buf| {
-                let lcx = &link.span_context;
-                put_bytes(buf, 1, &lcx.trace_id().to_bytes());
-                put_bytes(buf, 2, &lcx.span_id().to_bytes());
-                put_str(buf, 3, &lcx.trace_state().header());
-                put_key_values(buf, 4, &link.attributes);
-                put_uint(buf, 5, u64::from(link.dropped_attributes_count));
-                put_fixed32(buf, 6, flags(lcx.is_remote(), lcx.trace_flags().to_u8()));
-            });
-        }
-        put_uint(buf, 14, u64::from(span.links.dropped_count));
-        let (code, message) = status_parts(&span.status);
-        put_message(
-            buf,
-            15,
-            str_field(2, message) + uint_field(3, code),
-            |buf| {
-                put_str(buf, 2, message);
-                put_uint(buf, 3, code);
-            },
-        );
-        put_fixed32(
-            buf,
-            16,
-            flags(
-                span.parent_span_is_remote,
-                span.span_context.trace_flags().to_u8(),
-            ),
-        );
-    });
+    put_message(
+        buf,
+        15,
+        str_field(2, message) + uint_field(3, code),
+        |buf| {
+            put_str(buf, 2, message);
+            put_uint(buf, 3, code);
+        },
+    );
+    put_fixed32(
+        buf,
+        16,
+        flags(
+            span.parent_span_is_remote,
+            span.span_context.trace_flags().to_u8(),
+        ),
+    );
 }
 
 fn flags(remote: bool, trace_flags: u8) -> u32 {
@@ -458,65 +419,49 @@ fn flags(remote: bool, trace_flags: u8) -> u32 {
     f
 }
 
-/// The spans of one instrumentation scope, each with its measured length.
-struct ScopeGroup<'a> {
-    scope: &'a InstrumentationScope,
-    spans: Vec<(&'a SpanData, usize)>,
-}
-
-impl ScopeGroup<'_> {
-    /// The encoded size of this group's `ScopeSpans` body.
-    fn len(&self) -> usize {
-        len_field(1, scope_len(self.scope))
-            + self
-                .spans
-                .iter()
-                .map(|(_, len)| len_field(2, *len))
-                .sum::<usize>()
-            + str_field(3, self.scope.schema_url().unwrap_or_default())
-    }
-}
-
 /// An `ExportTraceServiceRequest` holding `spans` under `resource`, grouped by instrumentation
 /// scope in order of first appearance.
 pub(crate) fn export_request(resource: &EncodedResource, spans: &[SpanData]) -> Vec<u8> {
     if spans.is_empty() {
         return Vec::new();
     }
+    // Each `ScopeSpans` body is written whole, each span first into `span` and then behind its
+    // length: copying a few kilobytes costs less than measuring every attribute beforehand.
     // Spans of one batch nearly always share one scope; a few scopes are compared linearly.
-    let mut groups: Vec<ScopeGroup<'_>> = Vec::new();
-    for span in spans {
-        let scope = &span.instrumentation_scope;
-        let measured = (span, span_len(span));
-        match groups.iter_mut().find(|g| g.scope == scope) {
-            Some(group) => group.spans.push(measured),
-            None => groups.push(ScopeGroup {
-                scope,
-                spans: vec![measured],
-            }),
-        }
+    let mut groups: Vec<(&InstrumentationScope, Vec<u8>)> = Vec::new();
+    let mut span = Vec::new();
+    for (i, data) in spans.iter().enumerate() {
+        span.clear();
+        put_span_body(&mut span, data);
+        let scope = &data.instrumentation_scope;
+        let at = match groups.iter().position(|(s, _)| *s == scope) {
+            Some(at) => at,
+            None => {
+                // Room for the rest of the batch if its spans are about this size.
+                let mut body = Vec::with_capacity((span.len() + 4) * (spans.len() - i) + 64);
+                put_message(&mut body, 1, scope_len(scope), |b| put_scope_body(b, scope));
+                groups.push((scope, body));
+                groups.len() - 1
+            }
+        };
+        let body = &mut groups[at].1;
+        put_bytes(body, 2, &span);
     }
-    let group_lens: Vec<usize> = groups.iter().map(ScopeGroup::len).collect();
+    for (scope, body) in &mut groups {
+        put_str(body, 3, scope.schema_url().unwrap_or_default());
+    }
     let resource_spans_len = len_field(1, resource.body.len())
-        + group_lens
+        + groups
             .iter()
-            .map(|len| len_field(2, *len))
+            .map(|(_, body)| len_field(2, body.len()))
             .sum::<usize>()
         + str_field(3, &resource.schema_url);
     let total = len_field(1, resource_spans_len);
     let mut buf = Vec::with_capacity(total);
     put_message(&mut buf, 1, resource_spans_len, |buf| {
-        put_message(buf, 1, resource.body.len(), |buf| {
-            buf.extend_from_slice(&resource.body);
-        });
-        for (group, len) in groups.iter().zip(&group_lens) {
-            put_message(buf, 2, *len, |buf| {
-                put_scope(buf, group.scope);
-                for (span, len) in &group.spans {
-                    put_span(buf, span, *len);
-                }
-                put_str(buf, 3, group.scope.schema_url().unwrap_or_default());
-            });
+        put_bytes(buf, 1, &resource.body);
+        for (_, body) in &groups {
+            put_bytes(buf, 2, body);
         }
         put_str(buf, 3, &resource.schema_url);
     });
