@@ -230,7 +230,7 @@ fn put_key_value(buf: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
     if !key.is_empty() {
         head.tag(1, LEN);
         head.varint(key.len() as u64);
-        buf.extend_from_slice(head.bytes());
+        head.append_to(buf);
         buf.extend_from_slice(key.as_bytes());
         head = Head::default();
     }
@@ -240,15 +240,18 @@ fn put_key_value(buf: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
         Value::String(s) => {
             head.tag(1, LEN);
             head.varint(s.as_str().len() as u64);
-            buf.extend_from_slice(head.bytes());
+            head.append_to(buf);
             buf.extend_from_slice(s.as_str().as_bytes());
         }
         _ => {
-            buf.extend_from_slice(head.bytes());
+            head.append_to(buf);
             put_any_value_body(buf, value);
         }
     }
 }
+
+/// What a [`Head`] holds in all but absurd cases: two tags and two lengths under 2^35.
+const SHORT_HEAD: usize = 16;
 
 /// Up to a few tags and lengths, written on the stack before one append.
 #[derive(Default)]
@@ -272,8 +275,18 @@ impl Head {
         self.varint(tag(field, wire));
     }
 
-    fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
+    /// Appends the gathered bytes. A few bytes of variable length would cost a call to `memcpy`
+    /// each; a fixed-width copy cut back to length is a couple of vector moves.
+    #[inline(always)]
+    fn append_to(&self, buf: &mut Vec<u8>) {
+        match self.buf.first_chunk::<SHORT_HEAD>() {
+            Some(short) if self.len <= SHORT_HEAD => {
+                let end = buf.len() + self.len;
+                buf.extend_from_slice(short);
+                buf.truncate(end);
+            }
+            _ => buf.extend_from_slice(&self.buf[..self.len]),
+        }
     }
 }
 
