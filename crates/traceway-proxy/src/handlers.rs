@@ -430,7 +430,15 @@ async fn serve(
             );
             Ok((StatusCode::OK, out_headers, body).into_response())
         }
-        Reply::Stream(chunks) => {
+        Reply::Stream(mut chunks) => {
+            // As LiteLLM's proxy does, the answer waits for the stream's first chunk: a stream
+            // that fails before it starts is a plain error with its own status, not a 200
+            // carrying an error event, and the headers leave in one write with that chunk.
+            let first = match chunks.next().await {
+                Some(Err(err)) => return Err(ApiError(err)),
+                first => first,
+            };
+            let chunks = futures_util::stream::iter(first).chain(chunks);
             out_headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/event-stream"),

@@ -1124,7 +1124,8 @@ fn arb_sse() -> impl Strategy<Value = Vec<Bytes>> {
 }
 
 /// Malformed SSE from the upstream (every SSE/NDJSON provider's parser) ends the client's
-/// stream cleanly: a 200 whose events are all JSON, ending in `[DONE]` or an error event.
+/// stream cleanly: a 200 whose events are all JSON, ending in `[DONE]` or an error event, or,
+/// when it fails before its first chunk, a JSON error with a 5xx status.
 #[test]
 fn malformed_upstream_streams_end_in_a_clean_error_event() {
     // What the upstream streams to the next request.
@@ -1152,6 +1153,23 @@ fn malformed_upstream_streams_end_in_a_clean_error_event() {
                 };
                 let a = env.post_json(path, &body);
                 let what = format!("{model} {path} {pieces:?}");
+                if a.status >= 500 {
+                    // The upstream failed before its first chunk: nothing was streamed yet, so
+                    // the answer is a JSON error with the failure's status.
+                    assert!(
+                        [500, 502, 504].contains(&a.status),
+                        "{what}: status {}",
+                        a.status
+                    );
+                    let v: Value = serde_json::from_slice(&a.body)
+                        .unwrap_or_else(|e| panic!("{what}: error body not JSON: {e}"));
+                    assert!(
+                        v["error"]["message"].as_str().is_some_and(|m| !m.is_empty())
+                            && v["error"]["type"].is_string(),
+                        "{what}: {v}"
+                    );
+                    return Ok(());
+                }
                 if a.status != 200 {
                     // Refused before the stream (a provider without text completions).
                     assert_clean(&what, &a);

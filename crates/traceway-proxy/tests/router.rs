@@ -316,13 +316,17 @@ async fn streams_retry_before_the_first_byte_but_never_after() {
     assert_eq!(events.last().unwrap(), "[DONE]");
 
     let chunk = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"par"},"finish_reason":null}]}"#;
+    // Paced, so that the first chunk is out before the cut (the answer waits for it).
     up.push(Reply::Sse {
-        events: vec![chunk.into()],
-        gap: Duration::ZERO,
+        events: vec![chunk.into(), chunk.into()],
+        gap: Duration::from_millis(20),
         end: StreamEnd::Abort,
     });
     let before = up.requests().len();
-    let events = sse_events(&post(&p, &body).await.text().await.unwrap());
+    let r = post(&p, &body).await;
+    assert_eq!(r.status(), 200);
+    let events = sse_events(&r.text().await.unwrap());
+    assert!(events[0].contains("\"par\""), "{events:?}");
     assert!(events.last().unwrap().contains("\"error\""), "{events:?}");
     assert_eq!(
         up.requests().len(),

@@ -2,8 +2,8 @@
 //! shorter than their `content-length`, upstreams that never answer or stop mid-body or
 //! mid-stream, broken SSE (garbage lines, invalid JSON, invalid UTF-8, no `[DONE]`), absurd
 //! `retry-after` values and an unreachable port. Every one must give the client a clean OpenAI
-//! error (right status, `error.type`, a message naming the cause) — or, once a stream has
-//! started, a final `data: {"error": …}` event — end every span exactly once with the failure
+//! error (right status, `error.type`, a message naming the cause) — or, once a stream's first
+//! chunk has gone out, a final `data: {"error": …}` event — end every span exactly once with the failure
 //! recorded, close every upstream connection, and leave no task behind.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -110,7 +110,7 @@ fn body(model: &str, stream: bool) -> Value {
 /// What one fault must produce.
 #[derive(Clone, Copy)]
 struct Expect {
-    /// HTTP status (200 for a stream that broke after it started).
+    /// HTTP status (200 for a stream that broke after its first chunk).
     status: u16,
     /// OpenAI `error.type`; `None` for a success.
     openai_type: Option<&'static str>,
@@ -573,6 +573,25 @@ async fn streaming_faults_end_the_stream_with_an_error_event_and_every_span_once
             "a 500 before the stream",
             Reply::json(500, r#"{"error":{"message":"boom","type":"server_error"}}"#),
             fails(500, "api_error", "upstream_error", "boom"),
+        ),
+        // Before the first chunk nothing has been sent: the answer is a JSON error with the
+        // failure's own status, as LiteLLM's proxy answers.
+        (
+            "cut before the first chunk",
+            sse(Vec::new()).paced(Duration::from_millis(5), StreamEnd::Abort),
+            fails(502, "api_connection_error", "connection_error", "stream broke"),
+        ),
+        (
+            "silent before the first chunk",
+            sse(Vec::new()).paced(Duration::from_millis(5), StreamEnd::Hang),
+            fails(504, "timeout_error", "timeout", "sent nothing"),
+        ),
+        (
+            "an error event before any chunk",
+            sse(vec![Bytes::from_static(
+                b"data: {\"error\": {\"message\": \"overloaded\", \"type\": \"server_error\"}}\n\n",
+            )]),
+            fails(500, "api_error", "upstream_error", "overloaded"),
         ),
     ];
     let mut expects = Vec::new();
