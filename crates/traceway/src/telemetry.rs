@@ -823,6 +823,10 @@ fn to_json(value: &impl Serialize) -> String {
 fn input_content(request: &Request, redact: bool, c: &mut Content) {
     match request {
         Request::Chat(r) => {
+            // A role and a text per message, three keys per tool: no regrowth on the way.
+            c.indexed
+                .reserve(r.messages.len() * 2 + r.tools.as_ref().map_or(0, |t| t.len() * 3));
+            c.json.reserve(2);
             let texts: Vec<Option<Cow<'_, str>>> =
                 r.messages.iter().map(|m| message_text(m, redact)).collect();
             let mut input = Vec::with_capacity(r.messages.len());
@@ -953,6 +957,8 @@ impl<'a> From<&'a OutputChoice> for OutputView<'a> {
 
 fn output_content(choices: &[OutputView<'_>], redact: bool, out_c: &mut Content) {
     let p = k::GEN_AI_COMPLETION_PREFIX;
+    out_c.indexed.reserve(choices.len() * 3);
+    out_c.json.reserve(1);
     let mut out = Vec::with_capacity(choices.len());
     for ch in choices {
         let i = ch.index as usize;
