@@ -37,8 +37,9 @@ pub struct Cli {
     /// Seconds of one max-throughput round.
     #[arg(long, default_value_t = 5.0)]
     pub max_seconds: f64,
-    /// Max-throughput rounds, interleaved across the cases (the median is reported).
-    #[arg(long, default_value_t = 3)]
+    /// Max-throughput rounds, interleaved across the cases (the median is reported, and the
+    /// median of the ratios between cases within a round).
+    #[arg(long, default_value_t = 5)]
     pub rounds: usize,
     /// The fixed rate, requests per second.
     #[arg(long, default_value_t = 1000.0)]
