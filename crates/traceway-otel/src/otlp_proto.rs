@@ -220,10 +220,30 @@ fn put_key_values(buf: &mut Vec<u8>, field: u32, attrs: &[KeyValue]) {
 }
 
 fn put_key_value(buf: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
-    let value_len = any_value_len(value);
+    // Strings, nearly every attribute, are measured and framed here in one match; the framing
+    // bytes are gathered on the stack and appended with the text in a few copies, since this
+    // runs for every attribute of every exported span.
+    match value {
+        Value::String(s) => {
+            let text = s.as_str();
+            let mut head = key_value_head(buf, field, key, len_field(1, text.len()));
+            head.tag(1, LEN);
+            head.varint(text.len() as u64);
+            head.append_to(buf);
+            buf.extend_from_slice(text.as_bytes());
+        }
+        _ => {
+            key_value_head(buf, field, key, any_value_len(value)).append_to(buf);
+            put_any_value_body(buf, value);
+        }
+    }
+}
+
+/// Writes a `KeyValue` field's tag, length and key, and returns the not yet appended framing
+/// that opens its value (`value_len` bytes of `AnyValue` body).
+#[inline(always)]
+fn key_value_head(buf: &mut Vec<u8>, field: u32, key: &str, value_len: usize) -> Head {
     let body_len = str_field(1, key) + len_field(2, value_len);
-    // The framing bytes are gathered on the stack and appended with the text in a few
-    // copies: this runs for every attribute of every exported span.
     let mut head = Head::default();
     head.tag(field, LEN);
     head.varint(body_len as u64);
@@ -236,18 +256,7 @@ fn put_key_value(buf: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
     }
     head.tag(2, LEN);
     head.varint(value_len as u64);
-    match value {
-        Value::String(s) => {
-            head.tag(1, LEN);
-            head.varint(s.as_str().len() as u64);
-            head.append_to(buf);
-            buf.extend_from_slice(s.as_str().as_bytes());
-        }
-        _ => {
-            head.append_to(buf);
-            put_any_value_body(buf, value);
-        }
-    }
+    head
 }
 
 /// What a [`Head`] holds in all but absurd cases: two tags and two lengths under 2^35.
