@@ -22,23 +22,33 @@ target/release/traceway-bench --traceway-bin target/release/traceway --cases "$c
   --stream-seconds 1 --streams-seconds 1 --work-dir "$work" > "$work/harness.log" 2>&1 &
 harness=$!
 IFS=, read -ra list <<< "$cases"
-done_cases=0
+# The gateway process of a case: its config (off or otlp) and its `/ui` buffer (`off-ui` and
+# `otlp` have it, `TRACEWAY_UI_TRACES=200`), since two cases can share a config.
+case_pid() {
+  local cfg ui p
+  cfg=$([ "${1#off}" = "$1" ] && echo otlp || echo off)
+  case "$1" in off-ui | otlp) ui=200 ;; *) ui=0 ;; esac
+  for p in $(pgrep -f "serve --config $work/traceway-$cfg.yaml"); do
+    tr '\0' '\n' < "/proc/$p/environ" | grep -qx "TRACEWAY_UI_TRACES=$ui" && echo "$p" && return
+  done
+}
+labels=()
 for c in "${list[@]}"; do
-  # The harness names each case's process by its config and announces each round.
+  # The harness announces each case's round, in the order of `--cases`.
   for _ in $(seq 900); do
-    n=$(grep -c "round 1 — " "$work/harness.log" 2>/dev/null || true)
-    [ "$n" -gt "$done_cases" ] && break
+    label=$(grep "round 1 — " "$work/harness.log" 2>/dev/null | sed -n "$(( ${#labels[@]} + 1 ))p" || true)
+    [ -n "$label" ] && break
     sleep 0.2
   done
+  labels+=("${label#*round 1 — }")
   sleep 4
-  cfg=$([ "${c#off}" = "$c" ] && echo otlp || echo off)
-  pid=$(pgrep -f "serve --config $work/traceway-$cfg.yaml" | head -1)
-  done_cases=$((done_cases + 1))
-  perf record -F "$hz" -e cpu-clock -p "$pid" -o "$work/$c.data" -- sleep "$seconds" > /dev/null 2>&1
+  perf record -F "$hz" -e cpu-clock -p "$(case_pid "$c")" -o "$work/$c.data" -- sleep "$seconds" \
+    > /dev/null 2>&1
 done
 wait "$harness"
-for c in "${list[@]}"; do
-  label=$(grep "round 1 — " "$work/harness.log" | sed -n "$(( $(printf '%s\n' "${list[@]}" | grep -nx "$c" | cut -d: -f1) ))p" | sed 's/.*round 1 — //')
+for i in "${!list[@]}"; do
+  c=${list[$i]}
+  label=${labels[$i]}
   rps=$(grep -F "| $label |" "$work/harness.log" | head -1 | cut -d'|' -f3 | tr -d ' ')
   echo "== $c ($label): $rps req/s in its round"
   perf report -i "$work/$c.data" --stdio --sort comm -n 2>/dev/null | awk -v hz="$hz" -v req="$rps" -v s="$seconds" \
