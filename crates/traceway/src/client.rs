@@ -9,6 +9,7 @@ use crate::router::{
 };
 use crate::stream::{BoxChunks, ChunkStream, upstream_chunks};
 use crate::telemetry::{AttemptTrace, CallTrace, Redaction, StreamTrace, Tracing};
+use crate::transport::{Transport, TransportError, UpstreamResponse};
 use crate::types::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, CompletionRequest,
     CompletionResponse, EmbeddingRequest, EmbeddingResponse, StreamOptions,
@@ -150,7 +151,8 @@ impl ClientBuilder {
 
     /// Where environment settings are read: the `otel` callback's variables, provider keys a
     /// deployment leaves out (`OPENAI_API_KEY` …) and provider settings (`AZURE_API_BASE`,
-    /// `AWS_REGION`, `OLLAMA_API_BASE` …). The process environment by default.
+    /// `AWS_REGION`, `OLLAMA_API_BASE` …) and the upstream proxy (`HTTPS_PROXY`, `HTTP_PROXY`,
+    /// `ALL_PROXY`, `NO_PROXY`). The process environment by default.
     pub fn env(mut self, env: Arc<dyn Env>) -> Self {
         self.env = env;
         self
@@ -192,11 +194,7 @@ impl ClientBuilder {
                 }
             });
         }
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| BuildError::Http(e.to_string()))?;
+        let http = Transport::from_env(&*self.env).map_err(BuildError::Http)?;
         Ok(Client {
             inner: Arc::new(Inner {
                 groups,
@@ -274,7 +272,7 @@ struct Inner {
     direct: std::sync::Mutex<std::collections::HashMap<String, Arc<Deployment>>>,
     router: Arc<Router>,
     metrics: Option<Metrics>,
-    http: reqwest::Client,
+    http: Transport,
     tracing: Option<Tracing>,
     direct_models: bool,
     timeout: Duration,
@@ -737,29 +735,44 @@ impl Client {
                     Ok(up) => up,
                     Err(e) => return (Err(e), None),
                 };
-                let upstream = deployment.parse_upstream_url(&up.url).ok();
-                let attempt = trace.map(|t| {
-                    let http = upstream.as_ref().map_or(&[][..], |u| &u.span_attributes);
-                    t.start_attempt(deployment, op, number, fallback_depth, http)
-                });
-                // An unparsable URL goes to reqwest as text, which reports it as usual.
-                let builder = match upstream {
-                    Some(u) => {
-                        if let Some(host) = &u.host {
-                            up.headers
-                                .entry(http::header::HOST)
-                                .or_insert_with(|| host.clone());
-                        }
-                        self.inner.http.post(u.url.clone())
+                let upstream = match deployment.parse_upstream_url(&up.url) {
+                    Ok(u) => u,
+                    Err(reason) => {
+                        // Not the URL itself: a provider may carry its key in the query.
+                        let message = format!(
+                            "could not reach {}: its URL is not valid ({reason})",
+                            provider.id()
+                        );
+                        return (
+                            Err(Error::new(ErrorKind::Connection, message)
+                                .with_provider(provider.id())),
+                            None,
+                        );
                     }
-                    None => self.inner.http.post(&up.url),
                 };
+                let attempt = trace.map(|t| {
+                    t.start_attempt(
+                        deployment,
+                        op,
+                        number,
+                        fallback_depth,
+                        &upstream.span_attributes,
+                    )
+                });
+                if let Some(host) = &upstream.host {
+                    up.headers
+                        .entry(http::header::HOST)
+                        .or_insert_with(|| host.clone());
+                }
                 if let Some(a) = &attempt {
                     for (k, v) in a.propagation_headers() {
                         up.headers.insert(k, v);
                     }
                 }
-                let builder = builder.headers(up.headers).body(up.body);
+                let send = self
+                    .inner
+                    .http
+                    .post(&upstream.uri, &upstream.url, up.headers, up.body);
                 let first_byte = if request.is_stream() {
                     deployment
                         .stream_timeout
@@ -771,7 +784,8 @@ impl Client {
                 let result = http_attempt(
                     provider.as_ref(),
                     &target,
-                    builder,
+                    send,
+                    upstream.url.host_str().unwrap_or_default(),
                     request.operation(),
                     request.is_stream(),
                     first_byte,
@@ -1055,36 +1069,24 @@ fn chat_as_completion(answer: Attempt) -> Attempt {
     }
 }
 
-fn transport_error(provider: &str, e: reqwest::Error) -> Error {
-    let kind = if e.is_timeout() {
-        ErrorKind::Timeout
-    } else {
-        ErrorKind::Connection
-    };
-    let host = e
-        .url()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_default();
-    // The whole chain: hyper-util's "client error (SendRequest)" alone hides the cause
-    // ("connection closed before message completed", "Connection refused").
-    let detail = traceway_otel::error_text::error_chain(&e, false);
+fn transport_error(provider: &str, host: &str, e: TransportError) -> Error {
     // Say whether the upstream was reached: a refused connection and a reset mid-answer call
     // for different fixes (address vs upstream health).
-    let message = if e.is_connect() {
+    let detail = e.detail;
+    let message = if e.connect {
         format!("could not reach {provider} at {host}: {detail}")
-    } else if e.is_timeout() {
-        format!("{provider} at {host} did not answer in time: {detail}")
     } else {
         format!("the connection to {provider} at {host} broke before a complete answer: {detail}")
     };
-    Error::new(kind, message).with_provider(provider)
+    Error::new(ErrorKind::Connection, message).with_provider(provider)
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn http_attempt(
     provider: &dyn provider::HttpProvider,
     target: &Target<'_>,
-    builder: reqwest::RequestBuilder,
+    send: impl std::future::Future<Output = Result<UpstreamResponse, TransportError>>,
+    host: &str,
     op: Operation,
     stream: bool,
     first_byte: Duration,
@@ -1093,18 +1095,18 @@ async fn http_attempt(
 ) -> Result<Attempt, Error> {
     let id = provider.id();
     let started = Instant::now();
-    let response = match tokio::time::timeout(first_byte, builder.send()).await {
+    let mut response = match tokio::time::timeout(first_byte, send).await {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Err(transport_error(id, e)),
+        Ok(Err(e)) => return Err(transport_error(id, host, e)),
         Err(_) => return Err(timeout_error(id, first_byte).with_provider(id)),
     };
-    let status = response.status().as_u16();
+    let status = response.status.as_u16();
     if let Some(a) = attempt {
         a.status_code(status);
     }
     let remaining = total.saturating_sub(started.elapsed());
-    if !response.status().is_success() {
-        let headers = response.headers().clone();
+    if !response.status.is_success() {
+        let headers = std::mem::take(&mut response.headers);
         let body = match tokio::time::timeout(remaining, response.bytes()).await {
             Ok(Ok(b)) => b,
             Ok(Err(_)) | Err(_) => bytes::Bytes::new(),
@@ -1120,7 +1122,7 @@ async fn http_attempt(
     }
     let body = match tokio::time::timeout(remaining, response.bytes()).await {
         Ok(Ok(b)) => b,
-        Ok(Err(e)) => return Err(transport_error(id, e)),
+        Ok(Err(e)) => return Err(transport_error(id, host, e)),
         Err(_) => return Err(timeout_error(id, total).with_provider(id)),
     };
     provider

@@ -140,8 +140,10 @@ pub struct Deployment {
 /// An upstream URL parsed, with the span attributes it gives.
 #[derive(Debug, Clone)]
 pub(crate) struct UpstreamUrl {
-    /// For the HTTP client.
+    /// For the HTTP client behind a proxy (reqwest).
     pub(crate) url: url::Url,
+    /// For the direct HTTP client (hyper-util), the same address.
+    pub(crate) uri: http::Uri,
     /// `url.full`, `server.address` … for the attempt's CLIENT span.
     pub(crate) span_attributes: Vec<opentelemetry::KeyValue>,
     /// The `Host` header, built once (the HTTP client would `format!` it per request).
@@ -149,8 +151,10 @@ pub(crate) struct UpstreamUrl {
 }
 
 impl UpstreamUrl {
-    fn parse(text: &str) -> Result<Self, url::ParseError> {
-        let url = url::Url::parse(text)?;
+    /// `text` parsed, or why it is not a URL the client can send to.
+    fn parse(text: &str) -> Result<Self, String> {
+        let url = url::Url::parse(text).map_err(|e| e.to_string())?;
+        let uri = http::Uri::try_from(url.as_str()).map_err(|e| e.to_string())?;
         let host = url.host_str().and_then(|h| {
             let text = match url.port() {
                 Some(port) => format!("{h}:{port}"),
@@ -161,6 +165,7 @@ impl UpstreamUrl {
         Ok(UpstreamUrl {
             span_attributes: crate::telemetry::url_attributes(&url),
             host,
+            uri,
             url,
         })
     }
@@ -305,7 +310,7 @@ impl Deployment {
     pub(crate) fn parse_upstream_url(
         &self,
         url: &str,
-    ) -> Result<std::borrow::Cow<'_, UpstreamUrl>, url::ParseError> {
+    ) -> Result<std::borrow::Cow<'_, UpstreamUrl>, String> {
         let cached = match self.upstream_url.get() {
             Some(c) => c,
             None => {

@@ -22,6 +22,7 @@ pub mod router;
 pub mod sse;
 pub mod stream;
 pub mod telemetry;
+mod transport;
 pub mod types;
 
 pub use client::{

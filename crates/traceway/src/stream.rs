@@ -4,6 +4,7 @@
 use crate::error::{Error, ErrorKind};
 use crate::provider::{Chunk, FrameDecoder, StreamEvent, StreamParser};
 use crate::telemetry::StreamTrace;
+use crate::transport::{ByteStream, UpstreamResponse};
 use futures_core::Stream;
 use futures_util::StreamExt;
 use std::collections::VecDeque;
@@ -15,7 +16,7 @@ use std::time::Duration;
 pub(crate) type BoxChunks = Pin<Box<dyn Stream<Item = Result<Chunk, Error>> + Send>>;
 
 struct UpstreamState {
-    body: Pin<Box<dyn Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    body: ByteStream,
     decoder: Box<dyn FrameDecoder>,
     parser: Box<dyn StreamParser>,
     pending: VecDeque<Result<Chunk, Error>>,
@@ -70,14 +71,14 @@ fn chunk_finishes(c: &Chunk) -> bool {
 /// Turns an upstream SSE response into chunks; a stall longer than `idle_timeout` between
 /// bytes, a broken connection or a body that ends before the stream finished is an error.
 pub(crate) fn upstream_chunks(
-    response: reqwest::Response,
+    response: UpstreamResponse,
     provider: &'static str,
     decoder: Box<dyn FrameDecoder>,
     parser: Box<dyn StreamParser>,
     idle_timeout: Duration,
 ) -> BoxChunks {
     let state = UpstreamState {
-        body: Box::pin(response.bytes_stream()),
+        body: response.into_stream(),
         decoder,
         parser,
         pending: VecDeque::new(),
@@ -108,8 +109,7 @@ pub(crate) fn upstream_chunks(
                     st.ended = true;
                     let err = st.broken(format!(
                         "{}'s stream broke mid-way: {}",
-                        st.provider,
-                        traceway_otel::error_text::error_chain(&e.without_url(), true)
+                        st.provider, e.detail
                     ));
                     return Some((Err(err), st));
                 }

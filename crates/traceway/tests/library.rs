@@ -204,3 +204,85 @@ async fn untraced_clients_call_directly_and_reject_unknown_providers() {
     let e = client.chat(ask("bare-name", "plain")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound);
 }
+
+/// A client whose environment names `HTTP_PROXY` sends through that proxy (absolute-form, the
+/// upstream's own `Host`), except to a host `NO_PROXY` lists; a bad proxy URL fails the build
+/// naming the variable. The "proxy" is the testkit's OpenAI server, which answers whatever
+/// reaches it: the upstream's host does not resolve, so only the proxy can answer.
+#[tokio::test]
+async fn upstream_requests_honour_the_proxy_variables() {
+    let proxy = OpenAiUpstream::start().await;
+    let client = |env: &[(&str, String)]| {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        Client::builder()
+            .env(std::sync::Arc::new(env))
+            .timeout(std::time::Duration::from_secs(5))
+            .deployment(DeploymentConfig {
+                model_name: "gpt".into(),
+                model: "openai/gpt-4o-mini".into(),
+                api_base: Some("http://llm.invalid:8080/v1".into()),
+                api_key: Some(Secret::new("sk-upstream")),
+                ..DeploymentConfig::default()
+            })
+            .build()
+    };
+    let via = client(&[("http_proxy", format!("http://{}", proxy.addr()))]).unwrap();
+    let answer = via.chat(ask("gpt", "Hello")).await.unwrap();
+    assert!(!answer.choices.is_empty());
+    let seen = proxy.last_request();
+    assert_eq!(seen.path, "/v1/chat/completions");
+    assert_eq!(seen.headers["host"], "llm.invalid:8080");
+    assert_eq!(seen.headers["authorization"], "Bearer sk-upstream");
+
+    let bypassed = client(&[
+        ("HTTP_PROXY", format!("http://{}", proxy.addr())),
+        ("NO_PROXY", "localhost,.invalid".to_owned()),
+    ])
+    .unwrap();
+    let err = bypassed.chat(ask("gpt", "Hello")).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Connection, "{err}");
+    assert!(
+        err.message
+            .contains("could not reach openai at llm.invalid"),
+        "{err}"
+    );
+    assert_eq!(proxy.requests().len(), 1);
+
+    let bad = client(&[("HTTPS_PROXY", "http://user:s3cret@[::1".to_owned())]);
+    let text = match bad {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a bad proxy URL was accepted"),
+    };
+    assert!(
+        text.contains("HTTPS_PROXY is not a valid proxy URL"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+}
+
+/// An `api_base` that is not a URL fails its call as a connection error that says so, without
+/// echoing the URL (a provider may carry its key in the query).
+#[tokio::test]
+async fn an_unparsable_api_base_is_a_connection_error() {
+    let client = Client::builder()
+        .env(std::sync::Arc::new(HashMap::<String, String>::new()))
+        .deployment(DeploymentConfig {
+            model_name: "gpt".into(),
+            model: "openai/gpt-4o-mini".into(),
+            api_base: Some("http://llm host/v1?key=sk-in-url".into()),
+            ..DeploymentConfig::default()
+        })
+        .build()
+        .unwrap();
+    let err = client.chat(ask("gpt", "Hello")).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Connection, "{err}");
+    assert!(
+        err.message
+            .starts_with("could not reach openai: its URL is not valid"),
+        "{err}"
+    );
+    assert!(!err.message.contains("sk-in-url"), "{err}");
+}
