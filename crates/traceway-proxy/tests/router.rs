@@ -299,7 +299,7 @@ async fn a_timed_out_attempt_is_cancelled_upstream_and_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn streams_retry_before_the_first_byte_but_never_after() {
+async fn streams_retry_before_the_first_chunk_but_never_after() {
     let rx = OtlpReceiver::start().await;
     let up = OpenAiUpstream::start().await;
     let cfg = format!(
@@ -314,6 +314,34 @@ async fn streams_retry_before_the_first_byte_but_never_after() {
     assert_eq!(header(&r, "x-litellm-attempted-retries"), "1");
     let events = sse_events(&r.text().await.unwrap());
     assert_eq!(events.last().unwrap(), "[DONE]");
+
+    // A 200 whose stream is cut, or opens with an error event, before its first chunk: nothing
+    // reached the client yet, so the attempt failed and the next one answers.
+    for first in [
+        Reply::Sse {
+            events: vec![],
+            gap: Duration::ZERO,
+            end: StreamEnd::Abort,
+        },
+        Reply::Sse {
+            events: vec![r#"{"error":{"message":"overloaded","type":"server_error"}}"#.into()],
+            gap: Duration::ZERO,
+            end: StreamEnd::Complete,
+        },
+    ] {
+        let before = up.requests().len();
+        up.push(first);
+        let r = post(&p, &body).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "x-litellm-attempted-retries"), "1");
+        let events = sse_events(&r.text().await.unwrap());
+        assert_eq!(events.last().unwrap(), "[DONE]", "{events:?}");
+        assert!(
+            !events.iter().any(|e| e.contains("\"error\"")),
+            "{events:?}"
+        );
+        assert_eq!(up.requests().len(), before + 2);
+    }
 
     let chunk = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"par"},"finish_reason":null}]}"#;
     // Paced, so that the first chunk is out before the cut (the answer waits for it).
@@ -334,6 +362,20 @@ async fn streams_retry_before_the_first_byte_but_never_after() {
         "a stream that already sent bytes is not retried"
     );
     p.shutdown().await;
+    // One CLIENT span per upstream request, each ended once; the failed ones (the 500, the two
+    // streams that failed before their first chunk, the one cut after it) marked as errors.
+    let tree = SpanTree::build(&rx.spans()).unwrap();
+    let tries: Vec<&ReceivedSpan> = tree
+        .spans()
+        .iter()
+        .filter(|s| s.name == "raw_gen_ai_request")
+        .collect();
+    assert_eq!(tries.len(), up.requests().len(), "{}", tree.render());
+    let failed = tries
+        .iter()
+        .filter(|s| matches!(s.status, Status::Error { .. }))
+        .count();
+    assert_eq!(failed, 4, "{}", tree.render());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -561,6 +561,45 @@ async fn a_client_that_goes_away_mid_stream_still_gets_every_span_ended_once() {
     );
 }
 
+/// A client that gives up while the stream's first chunk is still awaited (the answer waits for
+/// it): the attempt is ended once, marked `client_disconnected`, and the upstream is let go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_before_the_first_chunk_leaves_the_attempt_marked() {
+    let rx = OtlpReceiver::start().await;
+    let up = OpenAiUpstream::start().await;
+    let p = traced(&openai_config(&up.api_base(), OTEL), &rx, &[]).await;
+    up.push(Reply::Sse {
+        events: Vec::new(),
+        gap: Duration::ZERO,
+        end: StreamEnd::Hang,
+    });
+    let mut body = chat("gpt");
+    body["stream"] = json!(true);
+    let sent = http()
+        .post(format!("{}/v1/chat/completions", p.url()))
+        .timeout(Duration::from_millis(300))
+        .json(&body)
+        .send()
+        .await;
+    assert!(sent.unwrap_err().is_timeout());
+    for _ in 0..100 {
+        if up.streams_cancelled() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        up.streams_cancelled(),
+        1,
+        "the upstream connection is closed when the client goes away"
+    );
+    let tree = flushed_tree(p, &rx).await;
+    assert_eq!(tree.render(), DEFAULT_TREE, "both spans ended exactly once");
+    let client = tree.find("raw_gen_ai_request");
+    assert_eq!(client.attr_str("error.type"), Some("client_disconnected"));
+    assert!(!client.events_named("client_disconnected").is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completions_and_embeddings_are_traced_with_their_operation() {
     let rx = OtlpReceiver::start().await;

@@ -343,7 +343,9 @@ impl Client {
         }
     }
 
-    /// A streamed chat completion.
+    /// A streamed chat completion. It returns once the first chunk is in: a stream that fails
+    /// before it is retried and falls back like any failed call, and is this call's error when
+    /// those run out; a failure after it ends the stream with an error item.
     pub async fn chat_stream(
         &self,
         mut request: ChatCompletionRequest,
@@ -498,8 +500,10 @@ impl Client {
                             e.status = Some(500);
                             (Err(e), span)
                         } else {
-                            self.attempt(&deployment, &request, trace.as_ref(), attempts, fallbacks)
-                                .await
+                            let (result, attempt) = self
+                                .attempt(&deployment, &request, trace.as_ref(), attempts, fallbacks)
+                                .await;
+                            first_chunk_in(result, attempt).await
                         };
                         match result {
                             Ok(answer) => {
@@ -1050,6 +1054,53 @@ async fn mock_attempt(
             request,
             &plan,
         )))
+    }
+}
+
+/// A stream's attempt lasts until its first chunk: a stream that breaks, stalls or opens with
+/// an error event before anything reached the caller fails its attempt like a request that
+/// failed outright, so the router retries it or falls back. A caller that goes away meanwhile
+/// leaves the attempt marked `client_disconnected`, as a stream cut later does.
+async fn first_chunk_in(
+    result: Result<Attempt, Error>,
+    attempt: Option<AttemptTrace>,
+) -> (Result<Attempt, Error>, Option<AttemptTrace>) {
+    let mut chunks = match result {
+        Ok(Attempt::Stream(chunks)) => chunks,
+        other => return (other, attempt),
+    };
+    let waiting = AbandonOnDrop(attempt);
+    let first = chunks.next().await;
+    let attempt = waiting.defuse();
+    match first {
+        Some(Err(e)) => (Err(e), attempt),
+        Some(Ok(first)) => {
+            let whole = futures_util::stream::iter([Ok(first)]).chain(chunks);
+            (Ok(Attempt::Stream(Box::pin(whole))), attempt)
+        }
+        // Ended without a chunk (`[DONE]` at once): the stream is spent, and an unfold stream
+        // must not be polled again once it has ended.
+        None => (
+            Ok(Attempt::Stream(Box::pin(futures_util::stream::empty()))),
+            attempt,
+        ),
+    }
+}
+
+/// An attempt span that is ended as abandoned if the wait holding it is dropped.
+struct AbandonOnDrop(Option<AttemptTrace>);
+
+impl AbandonOnDrop {
+    fn defuse(mut self) -> Option<AttemptTrace> {
+        self.0.take()
+    }
+}
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        if let Some(a) = self.0.take() {
+            a.abandon();
+        }
     }
 }
 

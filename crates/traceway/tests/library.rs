@@ -286,3 +286,34 @@ async fn an_unparsable_api_base_is_a_connection_error() {
     );
     assert!(!err.message.contains("sk-in-url"), "{err}");
 }
+
+/// A stream that ends (`[DONE]`) before any chunk is an empty stream, not an error, and is not
+/// polled again once ended.
+#[tokio::test]
+async fn a_stream_that_ends_before_any_chunk_is_empty() {
+    let up = OpenAiUpstream::start().await;
+    up.push(Reply::Sse {
+        events: vec!["[DONE]".into()],
+        gap: std::time::Duration::ZERO,
+        end: openai_upstream::StreamEnd::Complete,
+    });
+    let client = Client::builder()
+        .env(std::sync::Arc::new(HashMap::<String, String>::new()))
+        .deployment(DeploymentConfig {
+            model_name: "gpt".into(),
+            model: "openai/gpt-4o-mini".into(),
+            api_base: Some(up.api_base()),
+            api_key: Some(Secret::new("sk-upstream")),
+            ..DeploymentConfig::default()
+        })
+        .build()
+        .unwrap();
+    let chunks: Vec<_> = client
+        .chat_stream(ask("gpt", "Hello"))
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert!(chunks.is_empty(), "{chunks:?}");
+    assert_eq!(up.requests().len(), 1);
+}

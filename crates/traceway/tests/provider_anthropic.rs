@@ -308,7 +308,8 @@ async fn malformed_truncated_broken_and_stalled_answers_are_clean_errors() {
         gap: Duration::ZERO,
         end: StreamEnd::Complete,
     });
-    let e = stream_error(collect(&anthropic(&up), ask("x")).await.unwrap());
+    // Broken before its first chunk: the call itself fails (and could have been retried).
+    let e = collect(&anthropic(&up), ask("x")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidResponse);
 
     let up = AnthropicUpstream::start().await;
@@ -331,7 +332,7 @@ async fn malformed_truncated_broken_and_stalled_answers_are_clean_errors() {
             .iter()
             .all(Result::is_ok)
     );
-    let e = stream_error(collect(&anthropic(&up), ask("x")).await.unwrap());
+    let e = stream_failure(&anthropic(&up), ask("x")).await;
     assert!(
         matches!(e.kind, ErrorKind::Connection | ErrorKind::InvalidResponse),
         "{:?}",

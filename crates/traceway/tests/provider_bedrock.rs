@@ -504,16 +504,17 @@ async fn broken_answers_are_clean_502s_never_panics_or_hangs() {
         ErrorKind::InvalidResponse
     );
 
-    // Not an event stream at all.
+    // Not an event stream at all: broken before its first chunk, so the call itself fails.
     up.push(Reply::stream(
         bedrock::EVENT_STREAM_CONTENT_TYPE,
         vec![Bytes::from_static(b"<html>502 Bad Gateway</html>\n")],
     ));
-    let chunks = collect(&client(&up), ask("claude", "hi")).await;
-    assert_eq!(
-        chunks.last().unwrap().as_ref().unwrap_err().kind,
-        ErrorKind::InvalidResponse
-    );
+    let e = client(&up)
+        .chat_stream(ask("claude", "hi"))
+        .await
+        .err()
+        .expect("a stream broken before its first chunk fails the call");
+    assert_eq!(e.kind, ErrorKind::InvalidResponse);
 
     // An exception frame mid-stream ends it with that error, after the text before it.
     up.push(bedrock::stream_reply(bedrock::CONVERSE_STREAM_THROTTLED));

@@ -305,7 +305,8 @@ async fn malformed_truncated_broken_and_stalled_answers_are_clean_errors() {
         gap: Duration::ZERO,
         end: StreamEnd::Complete,
     });
-    let e = stream_error(collect(&gemini(&up), ask("x")).await.unwrap());
+    // Broken before its first chunk: the call itself fails (and could have been retried).
+    let e = collect(&gemini(&up), ask("x")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidResponse);
 
     let up = GeminiUpstream::start().await;
@@ -315,7 +316,7 @@ async fn malformed_truncated_broken_and_stalled_answers_are_clean_errors() {
         gap: Duration::ZERO,
         end: StreamEnd::Complete,
     });
-    let e = stream_error(collect(&gemini(&up), ask("x")).await.unwrap());
+    let e = collect(&gemini(&up), ask("x")).await.unwrap_err();
     assert_eq!((e.kind, e.status()), (ErrorKind::UpstreamServer, 503));
 
     let first_two = || -> Vec<String> {
@@ -331,7 +332,7 @@ async fn malformed_truncated_broken_and_stalled_answers_are_clean_errors() {
         gap: Duration::ZERO,
         end: StreamEnd::Abort,
     });
-    let e = stream_error(collect(&gemini(&up), ask("x")).await.unwrap());
+    let e = stream_failure(&gemini(&up), ask("x")).await;
     assert!(
         matches!(e.kind, ErrorKind::Connection | ErrorKind::InvalidResponse),
         "{:?}",

@@ -75,6 +75,16 @@ pub async fn collect(
     )
 }
 
+/// The error a cut stream fails with: the call's own when nothing was parsed before the cut (a
+/// stream's attempt lasts until its first chunk), else the stream's last item. Which one depends
+/// on whether the gateway read the bytes before the cut arrived.
+pub async fn stream_failure(client: &Client, request: ChatCompletionRequest) -> Error {
+    match collect(client, request).await {
+        Err(e) => e,
+        Ok(items) => stream_error(items),
+    }
+}
+
 /// The content text of chunks.
 pub fn text(chunks: &[ChatCompletionChunk]) -> String {
     chunks
