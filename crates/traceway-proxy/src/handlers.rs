@@ -161,9 +161,7 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // The happy path parses with plain serde_json: tracking the path costs about half the
     // request's parse time (BENCHMARKS.md, profile). Only a body that fails is parsed again,
     // with the path tracked, for the error message; the outcome is the same either way.
-    if let Ok(v) =
-        <T as serde::Deserialize>::deserialize(&mut serde_json::Deserializer::from_slice(bytes))
-    {
+    if let Ok(v) = traceway::types::from_json::<T>(bytes) {
         return Ok(v);
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);

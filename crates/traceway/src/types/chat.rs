@@ -1,5 +1,6 @@
 //! `/v1/chat/completions`: request, response and stream chunk.
 
+use super::open::open_struct;
 use super::{Extra, StopSequences, StreamOptions, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -37,13 +38,44 @@ impl Role {
 }
 
 /// A message's content: a string or a list of parts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum MessageContent {
     /// Plain text.
     Text(String),
     /// Text, images, audio and files.
     Parts(Vec<ContentPart>),
+}
+
+// By hand rather than `#[serde(untagged)]`, which copies the value into serde's buffer and
+// parses it again for each variant it tries: a string or an array is told by its first token.
+impl<'de> Deserialize<'de> for MessageContent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ContentVisitor;
+        impl<'de> serde::de::Visitor<'de> for ContentVisitor {
+            type Value = MessageContent;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or an array of content parts")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<MessageContent, E> {
+                Ok(MessageContent::Text(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<MessageContent, E> {
+                Ok(MessageContent::Text(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<MessageContent, A::Error> {
+                let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(64));
+                while let Some(part) = seq.next_element()? {
+                    parts.push(part);
+                }
+                Ok(MessageContent::Parts(parts))
+            }
+        }
+        d.deserialize_any(ContentVisitor)
+    }
 }
 
 impl MessageContent {
@@ -107,7 +139,7 @@ pub struct FunctionCall {
 }
 
 /// A tool call in an assistant message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToolCall {
     /// Call id, echoed by the tool message that answers it.
     pub id: String,
@@ -121,12 +153,18 @@ pub struct ToolCall {
     pub extra: Extra,
 }
 
+open_struct!(ToolCall {
+    id: "id"[required],
+    kind: "type"[default = function_type()],
+    function: "function"[required]
+});
+
 fn function_type() -> String {
     "function".to_owned()
 }
 
 /// One message of a conversation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatMessage {
     /// Who wrote it.
     pub role: Role,
@@ -146,6 +184,14 @@ pub struct ChatMessage {
     #[serde(flatten)]
     pub extra: Extra,
 }
+
+open_struct!(ChatMessage {
+    role: "role"[required],
+    content: "content"[default],
+    name: "name"[default],
+    tool_calls: "tool_calls"[default],
+    tool_call_id: "tool_call_id"[default]
+});
 
 impl ChatMessage {
     /// A message with plain text content.
@@ -217,7 +263,7 @@ impl ResponseFormat {
 }
 
 /// The body of `POST /v1/chat/completions`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatCompletionRequest {
     /// Model group (proxy) or `provider/model` (library).
     pub model: String,
@@ -286,6 +332,30 @@ pub struct ChatCompletionRequest {
     pub extra: Extra,
 }
 
+open_struct!(ChatCompletionRequest {
+    model: "model"[required],
+    messages: "messages"[required],
+    stream: "stream"[default],
+    stream_options: "stream_options"[default],
+    temperature: "temperature"[default],
+    top_p: "top_p"[default],
+    n: "n"[default],
+    stop: "stop"[default],
+    max_tokens: "max_tokens"[default],
+    max_completion_tokens: "max_completion_tokens"[default],
+    presence_penalty: "presence_penalty"[default],
+    frequency_penalty: "frequency_penalty"[default],
+    logit_bias: "logit_bias"[default],
+    logprobs: "logprobs"[default],
+    top_logprobs: "top_logprobs"[default],
+    user: "user"[default],
+    seed: "seed"[default],
+    tools: "tools"[default],
+    tool_choice: "tool_choice"[default],
+    parallel_tool_calls: "parallel_tool_calls"[default],
+    response_format: "response_format"[default]
+});
+
 impl ChatCompletionRequest {
     /// A request for `model` with `messages` and nothing else set.
     pub fn new(model: impl Into<String>, messages: Vec<ChatMessage>) -> Self {
@@ -322,7 +392,7 @@ impl ChatCompletionRequest {
 }
 
 /// One choice of a chat response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatChoice {
     /// Position among the choices.
     #[serde(default)]
@@ -340,8 +410,15 @@ pub struct ChatChoice {
     pub extra: Extra,
 }
 
+open_struct!(ChatChoice {
+    index: "index"[default],
+    message: "message"[required],
+    finish_reason: "finish_reason"[default],
+    logprobs: "logprobs"[default]
+});
+
 /// The body of a non-streamed chat response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatCompletionResponse {
     /// Response id.
     pub id: String,
@@ -368,12 +445,22 @@ pub struct ChatCompletionResponse {
     pub extra: Extra,
 }
 
+open_struct!(ChatCompletionResponse {
+    id: "id"[required],
+    object: "object"[default = chat_completion_object()],
+    created: "created"[default],
+    model: "model"[default],
+    choices: "choices"[default],
+    usage: "usage"[default],
+    system_fingerprint: "system_fingerprint"[default]
+});
+
 fn chat_completion_object() -> String {
     "chat.completion".to_owned()
 }
 
 /// A tool-call fragment in a stream delta.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ToolCallDelta {
     /// Which tool call this fragment extends.
     #[serde(default)]
@@ -392,6 +479,13 @@ pub struct ToolCallDelta {
     pub extra: Extra,
 }
 
+open_struct!(ToolCallDelta {
+    index: "index"[default],
+    id: "id"[default],
+    kind: "type"[default],
+    function: "function"[default]
+});
+
 /// Name and argument fragments of a streamed tool call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FunctionCallDelta {
@@ -404,7 +498,7 @@ pub struct FunctionCallDelta {
 }
 
 /// The change one chunk makes to a choice.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ChatDelta {
     /// Role, on the first chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -420,8 +514,14 @@ pub struct ChatDelta {
     pub extra: Extra,
 }
 
+open_struct!(ChatDelta {
+    role: "role"[default],
+    content: "content"[default],
+    tool_calls: "tool_calls"[default]
+});
+
 /// One choice of a stream chunk.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatChunkChoice {
     /// Position among the choices.
     #[serde(default)]
@@ -440,8 +540,15 @@ pub struct ChatChunkChoice {
     pub extra: Extra,
 }
 
+open_struct!(ChatChunkChoice {
+    index: "index"[default],
+    delta: "delta"[default],
+    finish_reason: "finish_reason"[default],
+    logprobs: "logprobs"[default]
+});
+
 /// One `data:` event of a streamed chat response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatCompletionChunk {
     /// Response id (the same on every chunk).
     pub id: String,
@@ -467,6 +574,16 @@ pub struct ChatCompletionChunk {
     #[serde(flatten)]
     pub extra: Extra,
 }
+
+open_struct!(ChatCompletionChunk {
+    id: "id"[required],
+    object: "object"[default = chat_chunk_object()],
+    created: "created"[default],
+    model: "model"[default],
+    choices: "choices"[default],
+    usage: "usage"[default],
+    system_fingerprint: "system_fingerprint"[default]
+});
 
 fn chat_chunk_object() -> String {
     "chat.completion.chunk".to_owned()

@@ -9,12 +9,26 @@ pub mod completion;
 pub mod embedding;
 pub mod error_body;
 pub mod model;
+pub(crate) mod open;
+
+use open::open_struct;
 
 pub use chat::*;
 pub use completion::*;
 pub use embedding::*;
 pub use error_body::*;
 pub use model::*;
+
+/// Parses a JSON body. The body's UTF-8 is checked once, up front, and the text parsed as a
+/// `str`: `serde_json::from_slice` checks each string it meets separately, which cost more
+/// than the check of the whole body (BENCHMARKS.md, "Profile"). A body that is not UTF-8 is
+/// parsed as bytes, for the same error `from_slice` gives.
+pub fn from_json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> serde_json::Result<T> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    }
+}
 
 /// Fields a JSON object carries that its struct does not name.
 pub type Extra = serde_json::Map<String, serde_json::Value>;
@@ -55,7 +69,7 @@ impl StopSequences {
 }
 
 /// `stream_options` of a streaming request.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct StreamOptions {
     /// Ask for a final chunk that carries the whole stream's usage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,8 +79,12 @@ pub struct StreamOptions {
     pub extra: Extra,
 }
 
+open_struct!(StreamOptions {
+    include_usage: "include_usage"[default]
+});
+
 /// Token counts of one call.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Usage {
     /// Input tokens.
     #[serde(default)]
@@ -88,8 +106,16 @@ pub struct Usage {
     pub extra: Extra,
 }
 
+open_struct!(Usage {
+    prompt_tokens: "prompt_tokens"[default],
+    completion_tokens: "completion_tokens"[default],
+    total_tokens: "total_tokens"[default],
+    prompt_tokens_details: "prompt_tokens_details"[default],
+    completion_tokens_details: "completion_tokens_details"[default]
+});
+
 /// `usage.prompt_tokens_details`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct PromptTokensDetails {
     /// Input tokens read from the provider's prompt cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,8 +128,13 @@ pub struct PromptTokensDetails {
     pub extra: Extra,
 }
 
+open_struct!(PromptTokensDetails {
+    cached_tokens: "cached_tokens"[default],
+    cache_creation_tokens: "cache_creation_tokens"[default]
+});
+
 /// `usage.completion_tokens_details`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct CompletionTokensDetails {
     /// Output tokens spent on reasoning.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,6 +143,10 @@ pub struct CompletionTokensDetails {
     #[serde(flatten)]
     pub extra: Extra,
 }
+
+open_struct!(CompletionTokensDetails {
+    reasoning_tokens: "reasoning_tokens"[default]
+});
 
 /// Seconds since the Unix epoch, for `created` fields.
 pub fn unix_now() -> i64 {

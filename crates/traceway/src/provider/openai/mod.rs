@@ -119,9 +119,9 @@ pub(crate) fn parse_openai_response(
     body: &[u8],
 ) -> Result<Response, Error> {
     let parsed = match operation {
-        Operation::Chat => serde_json::from_slice(body).map(Response::Chat),
-        Operation::Completion => serde_json::from_slice(body).map(Response::Completion),
-        Operation::Embedding => serde_json::from_slice(body).map(Response::Embedding),
+        Operation::Chat => crate::types::from_json(body).map(Response::Chat),
+        Operation::Completion => crate::types::from_json(body).map(Response::Completion),
+        Operation::Embedding => crate::types::from_json(body).map(Response::Embedding),
     };
     parsed.map_err(|e| invalid(provider, "a response", e))
 }

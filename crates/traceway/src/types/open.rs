@@ -1,0 +1,201 @@
+//! Deserialising the wire types' "named fields plus an `extra` map" shape in one pass.
+//!
+//! `#[serde(flatten)]` buffers every key it does not recognise — and, in an untagged enum, the
+//! whole value — into serde's generic `Content` tree, then deserialises the target again from
+//! that copy. On the request path that second parse was a third of the cost of reading a chat
+//! request or response (BENCHMARKS.md, "Profile"). [`open_struct!`] writes the map visitor the
+//! derive would write without `flatten`: a named key is read straight into its field, any
+//! other into `extra` as a `serde_json::Value`. Serialisation keeps the derive.
+
+use serde::de::{Deserialize, Deserializer, Visitor};
+use std::fmt;
+
+/// A map key as read: borrowed from the input when it has no escapes, owned otherwise.
+pub(crate) enum Key<'de> {
+    /// Straight from the input.
+    Borrowed(&'de str),
+    /// Unescaped, or from an input that does not lend its strings.
+    Owned(String),
+}
+
+impl Key<'_> {
+    /// The key's text.
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Key::Borrowed(s) => s,
+            Key::Owned(s) => s,
+        }
+    }
+
+    /// The key as an owned string, for the `extra` map.
+    pub(crate) fn into_string(self) -> String {
+        match self {
+            Key::Borrowed(s) => s.to_owned(),
+            Key::Owned(s) => s,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key::Borrowed(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(v))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Implements `Deserialize` for a struct whose last field is `extra: Extra`, reading each value
+/// once. Each named field is `field: "wire name" [required]`, `[default]` (`Default::default()`
+/// when absent) or `[default = expr]`; a key named twice is an error, as with the derive.
+macro_rules! open_struct {
+    ($ty:ident { $($field:ident : $wire:literal [$($how:tt)+]),* $(,)? }) => {
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct OpenVisitor;
+                impl<'de> serde::de::Visitor<'de> for OpenVisitor {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str(concat!("struct ", stringify!($ty)))
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<$ty, A::Error> {
+                        $(let mut $field = None;)*
+                        let mut extra = $crate::types::Extra::new();
+                        while let Some(key) = map.next_key::<$crate::types::open::Key<'de>>()? {
+                            match key.as_str() {
+                                $($wire => {
+                                    if $field.is_some() {
+                                        return Err(serde::de::Error::duplicate_field($wire));
+                                    }
+                                    $field = Some(map.next_value()?);
+                                })*
+                                _ => {
+                                    let value: serde_json::Value = map.next_value()?;
+                                    extra.insert(key.into_string(), value);
+                                }
+                            }
+                        }
+                        Ok($ty {
+                            $($field: open_struct!(@take $field, $wire, $($how)+),)*
+                            extra,
+                        })
+                    }
+                }
+                d.deserialize_map(OpenVisitor)
+            }
+        }
+    };
+    (@take $field:ident, $wire:literal, required) => {
+        match $field {
+            Some(v) => v,
+            None => return Err(serde::de::Error::missing_field($wire)),
+        }
+    };
+    (@take $field:ident, $wire:literal, default) => {
+        $field.unwrap_or_default()
+    };
+    (@take $field:ident, $wire:literal, default = $value:expr) => {
+        $field.unwrap_or_else(|| $value)
+    };
+}
+
+pub(crate) use open_struct;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use crate::types::{
+        ChatCompletionRequest, ChatCompletionResponse, ChatMessage, ContentPart, MessageContent,
+        Usage,
+    };
+    use serde_json::json;
+
+    #[test]
+    fn named_keys_fill_fields_and_the_rest_goes_to_extra_once() {
+        let text = r#"{"model":"m","messages":[{"role":"user","content":"hi","x-part":1}],
+            "temperature":0,"metadata":{"a":"b"},"mock\u005fresponse":"ok"}"#;
+        let r: ChatCompletionRequest = serde_json::from_str(text).unwrap();
+        assert_eq!(r.model, "m");
+        assert_eq!(r.temperature, Some(0.0));
+        assert_eq!(r.messages[0].extra["x-part"], json!(1));
+        assert_eq!(r.extra["metadata"], json!({"a": "b"}));
+        // An escaped key is unescaped before it is matched or kept.
+        assert_eq!(r.extra["mock_response"], json!("ok"));
+        assert_eq!(r.extra.len(), 2);
+        // The same from a `Value`, whose keys are owned.
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            serde_json::from_value::<ChatCompletionRequest>(v).unwrap(),
+            r
+        );
+    }
+
+    #[test]
+    fn missing_duplicate_and_mistyped_fields_are_errors_that_name_them() {
+        let err = |text: &str| {
+            serde_json::from_str::<ChatCompletionRequest>(text)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(r#"{"messages":[]}"#).starts_with("missing field `model`"));
+        assert!(
+            err(r#"{"model":"a","model":"b","messages":[]}"#)
+                .starts_with("duplicate field `model`")
+        );
+        assert!(
+            err(r#"{"model":"a","messages":[],"temperature":"hot"}"#)
+                .starts_with("invalid type: string \"hot\", expected f64")
+        );
+        assert!(err(r#"["m", []]"#).starts_with("invalid type: sequence, expected struct"));
+    }
+
+    #[test]
+    fn content_is_a_string_or_a_list_of_parts_and_nothing_else() {
+        let msg = |content: &str| {
+            serde_json::from_str::<ChatMessage>(&format!(
+                r#"{{"role":"user","content":{content}}}"#
+            ))
+        };
+        assert_eq!(msg(r#""hi""#).unwrap().text(), "hi");
+        let parts = msg(r#"[{"type":"text","text":"a"},{"type":"input_audio","x":1}]"#).unwrap();
+        assert!(matches!(
+            parts.content,
+            Some(MessageContent::Parts(ref p)) if p.len() == 2 && matches!(p[1], ContentPart::Unknown(_))
+        ));
+        assert_eq!(parts.text(), "a");
+        assert!(msg("null").unwrap().content.is_none());
+        let err = msg("5").unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "invalid type: integer `5`, expected a string or an array of content parts"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn absent_fields_take_their_defaults() {
+        let r: ChatCompletionResponse = serde_json::from_str(r#"{"id":"x"}"#).unwrap();
+        assert_eq!(r.object, "chat.completion");
+        assert!(r.choices.is_empty() && r.usage.is_none() && r.extra.is_empty());
+        let u: Usage = serde_json::from_str(r#"{"total_tokens":3,"cost":0.5}"#).unwrap();
+        assert_eq!((u.prompt_tokens, u.total_tokens), (0, 3));
+        assert_eq!(u.extra["cost"], json!(0.5));
+    }
+}
