@@ -536,6 +536,25 @@ async fn a_client_that_goes_away_mid_stream_still_gets_every_span_ended_once() {
     let first = stream.next().await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&first).contains("tick"));
     drop(stream);
+    let tree = after_the_client_left(&up, p, &rx).await;
+    let client = tree.find("raw_gen_ai_request");
+    let server = tree.find("Received Proxy Server Request");
+    assert!(!server.events_named("client_disconnected").is_empty());
+    assert!(
+        server
+            .attr_str("gen_ai.completion.0.content")
+            .unwrap()
+            .starts_with("tick")
+    );
+}
+
+/// Waits for the upstream to see its stream cancelled once the client has gone away, then the
+/// spans: both ended exactly once, the attempt marked `client_disconnected`.
+async fn after_the_client_left(
+    up: &OpenAiUpstream,
+    p: RunningProxy,
+    rx: &OtlpReceiver,
+) -> SpanTree {
     for _ in 0..100 {
         if up.streams_cancelled() == 1 {
             break;
@@ -547,18 +566,13 @@ async fn a_client_that_goes_away_mid_stream_still_gets_every_span_ended_once() {
         1,
         "the upstream connection is closed when the client goes away"
     );
-    let tree = flushed_tree(p, &rx).await;
+    let tree = flushed_tree(p, rx).await;
     assert_eq!(tree.render(), DEFAULT_TREE, "both spans ended exactly once");
-    let client = tree.find("raw_gen_ai_request");
-    assert_eq!(client.attr_str("error.type"), Some("client_disconnected"));
-    let server = tree.find("Received Proxy Server Request");
-    assert!(!server.events_named("client_disconnected").is_empty());
-    assert!(
-        server
-            .attr_str("gen_ai.completion.0.content")
-            .unwrap()
-            .starts_with("tick")
+    assert_eq!(
+        tree.find("raw_gen_ai_request").attr_str("error.type"),
+        Some("client_disconnected")
     );
+    tree
 }
 
 /// A client that gives up while the stream's first chunk is still awaited (the answer waits for
@@ -582,21 +596,8 @@ async fn a_client_that_goes_away_before_the_first_chunk_leaves_the_attempt_marke
         .send()
         .await;
     assert!(sent.unwrap_err().is_timeout());
-    for _ in 0..100 {
-        if up.streams_cancelled() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(
-        up.streams_cancelled(),
-        1,
-        "the upstream connection is closed when the client goes away"
-    );
-    let tree = flushed_tree(p, &rx).await;
-    assert_eq!(tree.render(), DEFAULT_TREE, "both spans ended exactly once");
+    let tree = after_the_client_left(&up, p, &rx).await;
     let client = tree.find("raw_gen_ai_request");
-    assert_eq!(client.attr_str("error.type"), Some("client_disconnected"));
     assert!(!client.events_named("client_disconnected").is_empty());
 }
 

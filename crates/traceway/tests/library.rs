@@ -44,6 +44,17 @@ async fn flushed(t: &Tracing, rx: &OtlpReceiver) -> SpanTree {
     SpanTree::build(&rx.spans()).unwrap()
 }
 
+/// `gpt` → `openai/gpt-4o-mini` at `api_base`, with an upstream key.
+fn gpt_at(api_base: String) -> DeploymentConfig {
+    DeploymentConfig {
+        model_name: "gpt".into(),
+        model: "openai/gpt-4o-mini".into(),
+        api_base: Some(api_base),
+        api_key: Some(Secret::new("sk-upstream")),
+        ..DeploymentConfig::default()
+    }
+}
+
 fn ask(model: &str, text: &str) -> ChatCompletionRequest {
     ChatCompletionRequest::new(model, vec![ChatMessage::new(Role::User, text)])
 }
@@ -106,11 +117,8 @@ async fn streams_errors_and_embeddings_through_an_openai_upstream() {
     let client = Client::builder()
         .tracing(t.clone())
         .deployment(DeploymentConfig {
-            model_name: "gpt".into(),
-            model: "openai/gpt-4o-mini".into(),
-            api_base: Some(up.api_base()),
             api_key: Some(Secret::new("sk-lib-secret")),
-            ..DeploymentConfig::default()
+            ..gpt_at(up.api_base())
         })
         .build()
         .unwrap();
@@ -220,13 +228,7 @@ async fn upstream_requests_honour_the_proxy_variables() {
         Client::builder()
             .env(std::sync::Arc::new(env))
             .timeout(std::time::Duration::from_secs(5))
-            .deployment(DeploymentConfig {
-                model_name: "gpt".into(),
-                model: "openai/gpt-4o-mini".into(),
-                api_base: Some("http://llm.invalid:8080/v1".into()),
-                api_key: Some(Secret::new("sk-upstream")),
-                ..DeploymentConfig::default()
-            })
+            .deployment(gpt_at("http://llm.invalid:8080/v1".into()))
             .build()
     };
     let via = client(&[("http_proxy", format!("http://{}", proxy.addr()))]).unwrap();
@@ -299,13 +301,7 @@ async fn a_stream_that_ends_before_any_chunk_is_empty() {
     });
     let client = Client::builder()
         .env(std::sync::Arc::new(HashMap::<String, String>::new()))
-        .deployment(DeploymentConfig {
-            model_name: "gpt".into(),
-            model: "openai/gpt-4o-mini".into(),
-            api_base: Some(up.api_base()),
-            api_key: Some(Secret::new("sk-upstream")),
-            ..DeploymentConfig::default()
-        })
+        .deployment(gpt_at(up.api_base()))
         .build()
         .unwrap();
     let chunks: Vec<_> = client
