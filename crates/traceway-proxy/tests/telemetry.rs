@@ -537,7 +537,6 @@ async fn a_client_that_goes_away_mid_stream_still_gets_every_span_ended_once() {
     assert!(String::from_utf8_lossy(&first).contains("tick"));
     drop(stream);
     let tree = after_the_client_left(&up, p, &rx).await;
-    let client = tree.find("raw_gen_ai_request");
     let server = tree.find("Received Proxy Server Request");
     assert!(!server.events_named("client_disconnected").is_empty());
     assert!(
