@@ -536,7 +536,7 @@ async fn a_client_that_goes_away_mid_stream_still_gets_every_span_ended_once() {
     let first = stream.next().await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&first).contains("tick"));
     drop(stream);
-    let tree = after_the_client_left(&up, p, &rx).await;
+    let tree = after_the_client_left(&up, OpenAiUpstream::streams_cancelled, p, &rx).await;
     let server = tree.find("Received Proxy Server Request");
     assert!(!server.events_named("client_disconnected").is_empty());
     assert!(
@@ -547,21 +547,23 @@ async fn a_client_that_goes_away_mid_stream_still_gets_every_span_ended_once() {
     );
 }
 
-/// Waits for the upstream to see its stream cancelled once the client has gone away, then the
-/// spans: both ended exactly once, the attempt marked `client_disconnected`.
+/// Waits for the upstream to see its answer (`cancelled` counts them: streams or delayed
+/// requests) cancelled once the client has gone away, then the spans: both ended exactly once,
+/// the attempt marked `client_disconnected`.
 async fn after_the_client_left(
     up: &OpenAiUpstream,
+    cancelled: fn(&OpenAiUpstream) -> usize,
     p: RunningProxy,
     rx: &OtlpReceiver,
 ) -> SpanTree {
     for _ in 0..100 {
-        if up.streams_cancelled() == 1 {
+        if cancelled(up) == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
-        up.streams_cancelled(),
+        cancelled(up),
         1,
         "the upstream connection is closed when the client goes away"
     );
@@ -595,7 +597,30 @@ async fn a_client_that_goes_away_before_the_first_chunk_leaves_the_attempt_marke
         .send()
         .await;
     assert!(sent.unwrap_err().is_timeout());
-    let tree = after_the_client_left(&up, p, &rx).await;
+    let tree = after_the_client_left(&up, OpenAiUpstream::streams_cancelled, p, &rx).await;
+    let client = tree.find("raw_gen_ai_request");
+    assert!(!client.events_named("client_disconnected").is_empty());
+}
+
+/// A client that gives up while a non-streamed answer is still on its way: the attempt is
+/// ended once, marked `client_disconnected`, and the upstream request is let go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_before_the_answer_leaves_the_attempt_marked() {
+    let rx = OtlpReceiver::start().await;
+    let up = OpenAiUpstream::start().await;
+    let p = traced(&openai_config(&up.api_base(), OTEL), &rx, &[]).await;
+    up.push(Reply::Delay(
+        Duration::from_secs(5),
+        Box::new(Reply::Fixture),
+    ));
+    let sent = http()
+        .post(format!("{}/v1/chat/completions", p.url()))
+        .timeout(Duration::from_millis(300))
+        .json(&chat("gpt"))
+        .send()
+        .await;
+    assert!(sent.unwrap_err().is_timeout());
+    let tree = after_the_client_left(&up, OpenAiUpstream::requests_cancelled, p, &rx).await;
     let client = tree.find("raw_gen_ai_request");
     assert!(!client.events_named("client_disconnected").is_empty());
 }

@@ -706,10 +706,11 @@ impl Client {
             .unwrap_or(self.inner.timeout);
         match &deployment.backend {
             Backend::Mock => {
-                let attempt =
-                    trace.map(|t| t.start_attempt(deployment, op, number, fallback_depth, &[]));
+                let attempt = AbandonOnDrop(
+                    trace.map(|t| t.start_attempt(deployment, op, number, fallback_depth, &[])),
+                );
                 let result = mock_attempt(deployment, request, timeout).await;
-                (result, attempt)
+                (result, attempt.defuse())
             }
             Backend::Http(provider) => {
                 // A text completion to a chat-only provider goes up as a one-message chat; a
@@ -754,7 +755,8 @@ impl Client {
                         );
                     }
                 };
-                let attempt = trace.map(|t| {
+                // Ended as abandoned if the caller goes away while the upstream answers.
+                let attempt = AbandonOnDrop(trace.map(|t| {
                     t.start_attempt(
                         deployment,
                         op,
@@ -762,13 +764,13 @@ impl Client {
                         fallback_depth,
                         &upstream.span_attributes,
                     )
-                });
+                }));
                 if let Some(host) = &upstream.host {
                     up.headers
                         .entry(http::header::HOST)
                         .or_insert_with(|| host.clone());
                 }
-                if let Some(a) = &attempt {
+                if let Some(a) = &attempt.0 {
                     for (k, v) in a.propagation_headers() {
                         up.headers.insert(k, v);
                     }
@@ -794,9 +796,10 @@ impl Client {
                     request.is_stream(),
                     first_byte,
                     timeout,
-                    attempt.as_ref(),
+                    attempt.0.as_ref(),
                 )
                 .await;
+                let attempt = attempt.defuse();
                 if as_chat {
                     (result.map(chat_as_completion), attempt)
                 } else {
