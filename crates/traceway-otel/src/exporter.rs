@@ -796,12 +796,18 @@ fn http_processor(
         .map_err(|_| ExporterError::Thread("the HTTP exporter setup panicked".to_owned()))?
 }
 
-/// TLS for the HTTP exporter: the process-wide rustls provider if the binary installed one,
-/// else ring (never aws-lc-rs), with the webpki roots so that no system store is needed.
-pub(crate) fn rustls_config() -> Result<rustls::ClientConfig, ExporterError> {
-    let provider = rustls::crypto::CryptoProvider::get_default()
+/// The rustls crypto provider for every TLS client: the process-wide one if the binary
+/// installed one, else ring (never aws-lc-rs).
+pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    rustls::crypto::CryptoProvider::get_default()
         .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
+}
+
+/// TLS for the HTTP exporter: [`crypto_provider`], with the webpki roots so that no system
+/// store is needed.
+pub(crate) fn rustls_config() -> Result<rustls::ClientConfig, ExporterError> {
+    let provider = crypto_provider();
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };

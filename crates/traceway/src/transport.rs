@@ -163,18 +163,15 @@ impl Transport {
     }
 }
 
-/// hyper-util's pooled client over rustls (the process's crypto provider, the platform's
-/// certificate verifier — the system roots and `SSL_CERT_FILE`, as reqwest uses).
+/// hyper-util's pooled client over rustls (`crypto_provider`, the platform's certificate
+/// verifier — the system roots and `SSL_CERT_FILE`, as reqwest uses).
 fn direct() -> Result<PooledClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>, String>
 {
     let mut tcp = HttpConnector::new();
     tcp.set_nodelay(true);
     tcp.enforce_http(false);
-    let provider = rustls::crypto::CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(|| std::sync::Arc::new(rustls::crypto::ring::default_provider()));
     let tls = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_platform_verifier(provider)
+        .with_provider_and_platform_verifier(traceway_otel::exporter::crypto_provider())
         .map_err(|e| format!("TLS set-up failed: {e}"))?
         .https_or_http()
         .enable_http1()
