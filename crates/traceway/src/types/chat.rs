@@ -144,7 +144,7 @@ pub struct ToolCall {
     /// Call id, echoed by the tool message that answers it.
     pub id: String,
     /// Always `function` today.
-    #[serde(rename = "type", default = "function_type")]
+    #[serde(rename = "type")]
     pub kind: String,
     /// The call.
     pub function: FunctionCall,
@@ -169,16 +169,16 @@ pub struct ChatMessage {
     /// Who wrote it.
     pub role: Role,
     /// Its content; absent on an assistant message that only calls tools.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<MessageContent>,
     /// Optional participant name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Tool calls of an assistant message.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCall>>,
     /// Which call a tool message answers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
     /// Fields not named above (`refusal`, `audio`, `reasoning_content` …).
     #[serde(flatten)]
@@ -270,61 +270,61 @@ pub struct ChatCompletionRequest {
     /// The conversation.
     pub messages: Vec<ChatMessage>,
     /// Stream the answer as server-sent events.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
     /// Options of a streamed answer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stream_options: Option<StreamOptions>,
     /// Sampling temperature.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
     /// Nucleus sampling.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f64>,
     /// How many choices to generate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub n: Option<u32>,
     /// Stop sequences.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stop: Option<StopSequences>,
     /// Output token limit (older name).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u64>,
     /// Output token limit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_completion_tokens: Option<u64>,
     /// Presence penalty.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub presence_penalty: Option<f64>,
     /// Frequency penalty.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub frequency_penalty: Option<f64>,
     /// Token bias map.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub logit_bias: Option<Value>,
     /// Return log probabilities.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<bool>,
     /// How many top log probabilities per token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub top_logprobs: Option<u32>,
     /// End-user id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// Sampling seed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<i64>,
     /// Tools the model may call.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<Tool>>,
     /// `none`, `auto`, `required` or a named tool.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<Value>,
     /// Let the model call several tools at once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub parallel_tool_calls: Option<bool>,
     /// Output format.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub response_format: Option<ResponseFormat>,
     /// Every other field: gateway fields (`mock_response`, `metadata` …) and upstream fields
     /// this version does not name, which OpenAI-compatible upstreams receive untouched.
@@ -395,15 +395,12 @@ impl ChatCompletionRequest {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatChoice {
     /// Position among the choices.
-    #[serde(default)]
     pub index: u32,
     /// The assistant message.
     pub message: ChatMessage,
     /// Why generation stopped.
-    #[serde(default)]
     pub finish_reason: Option<String>,
     /// Log probabilities, when asked for (`null` otherwise, as OpenAI sends it).
-    #[serde(default)]
     pub logprobs: Option<Value>,
     /// Fields not named above.
     #[serde(flatten)]
@@ -423,22 +420,18 @@ pub struct ChatCompletionResponse {
     /// Response id.
     pub id: String,
     /// Always `chat.completion`.
-    #[serde(default = "chat_completion_object")]
     pub object: String,
     /// Unix seconds.
-    #[serde(default)]
     pub created: i64,
     /// Model that answered.
-    #[serde(default)]
     pub model: String,
     /// The choices.
-    #[serde(default)]
     pub choices: Vec<ChatChoice>,
     /// Token counts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
     /// Backend configuration fingerprint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub system_fingerprint: Option<String>,
     /// Fields not named above (`service_tier` …).
     #[serde(flatten)]
@@ -463,16 +456,15 @@ fn chat_completion_object() -> String {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ToolCallDelta {
     /// Which tool call this fragment extends.
-    #[serde(default)]
     pub index: u32,
     /// Call id, on the first fragment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// `function`, on the first fragment.
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// Name and argument fragments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub function: Option<FunctionCallDelta>,
     /// Fields not named above (`provider_specific_fields` with Gemini's `thought_signature` …).
     #[serde(flatten)]
@@ -501,13 +493,13 @@ pub struct FunctionCallDelta {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ChatDelta {
     /// Role, on the first chunk.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
     /// A piece of the content.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
     /// Tool-call fragments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCallDelta>>,
     /// Fields not named above (`refusal`, `reasoning_content` …).
     #[serde(flatten)]
@@ -524,16 +516,12 @@ open_struct!(ChatDelta {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatChunkChoice {
     /// Position among the choices.
-    #[serde(default)]
     pub index: u32,
     /// What this chunk adds.
-    #[serde(default)]
     pub delta: ChatDelta,
     /// Why generation stopped, on the last chunk of the choice.
-    #[serde(default)]
     pub finish_reason: Option<String>,
     /// Log probabilities, when asked for (`null` otherwise, as OpenAI sends it).
-    #[serde(default)]
     pub logprobs: Option<Value>,
     /// Fields not named above.
     #[serde(flatten)]
@@ -553,22 +541,18 @@ pub struct ChatCompletionChunk {
     /// Response id (the same on every chunk).
     pub id: String,
     /// Always `chat.completion.chunk`.
-    #[serde(default = "chat_chunk_object")]
     pub object: String,
     /// Unix seconds.
-    #[serde(default)]
     pub created: i64,
     /// Model that answers.
-    #[serde(default)]
     pub model: String,
     /// Choice deltas; empty on the usage chunk.
-    #[serde(default)]
     pub choices: Vec<ChatChunkChoice>,
     /// The whole stream's usage, on the last chunk when asked for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
     /// Backend configuration fingerprint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub system_fingerprint: Option<String>,
     /// Fields not named above.
     #[serde(flatten)]

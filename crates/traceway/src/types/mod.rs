@@ -72,7 +72,7 @@ impl StopSequences {
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct StreamOptions {
     /// Ask for a final chunk that carries the whole stream's usage.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub include_usage: Option<bool>,
     /// Fields not named above.
     #[serde(flatten)]
@@ -87,19 +87,16 @@ open_struct!(StreamOptions {
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Usage {
     /// Input tokens.
-    #[serde(default)]
     pub prompt_tokens: u64,
     /// Output tokens.
-    #[serde(default)]
     pub completion_tokens: u64,
     /// Input plus output tokens.
-    #[serde(default)]
     pub total_tokens: u64,
     /// Breakdown of the input tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_details: Option<PromptTokensDetails>,
     /// Breakdown of the output tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub completion_tokens_details: Option<CompletionTokensDetails>,
     /// Fields not named above.
     #[serde(flatten)]
@@ -118,10 +115,10 @@ open_struct!(Usage {
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct PromptTokensDetails {
     /// Input tokens read from the provider's prompt cache.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cached_tokens: Option<u64>,
     /// Input tokens written to the provider's prompt cache (Anthropic-style providers).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_creation_tokens: Option<u64>,
     /// Fields not named above.
     #[serde(flatten)]
@@ -137,7 +134,7 @@ open_struct!(PromptTokensDetails {
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct CompletionTokensDetails {
     /// Output tokens spent on reasoning.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_tokens: Option<u64>,
     /// Fields not named above.
     #[serde(flatten)]
