@@ -549,7 +549,7 @@ async fn a_client_that_goes_away_mid_stream_still_gets_every_span_ended_once() {
 
 /// Waits for the upstream to see its answer (`cancelled` counts them: streams or delayed
 /// requests) cancelled once the client has gone away, then the spans: both ended exactly once,
-/// the attempt marked `client_disconnected`.
+/// the attempt marked `client_disconnected` (attribute and event).
 async fn after_the_client_left(
     up: &OpenAiUpstream,
     cancelled: fn(&OpenAiUpstream) -> usize,
@@ -569,11 +569,21 @@ async fn after_the_client_left(
     );
     let tree = flushed_tree(p, rx).await;
     assert_eq!(tree.render(), DEFAULT_TREE, "both spans ended exactly once");
-    assert_eq!(
-        tree.find("raw_gen_ai_request").attr_str("error.type"),
-        Some("client_disconnected")
-    );
+    let attempt = tree.find("raw_gen_ai_request");
+    assert_eq!(attempt.attr_str("error.type"), Some("client_disconnected"));
+    assert!(!attempt.events_named("client_disconnected").is_empty());
     tree
+}
+
+/// Posts `body` as a chat and gives up on it after 300 ms, as a client that goes away.
+async fn give_up_on(p: &RunningProxy, body: &Value) {
+    let sent = http()
+        .post(format!("{}/v1/chat/completions", p.url()))
+        .timeout(Duration::from_millis(300))
+        .json(body)
+        .send()
+        .await;
+    assert!(sent.unwrap_err().is_timeout());
 }
 
 /// A client that gives up while the stream's first chunk is still awaited (the answer waits for
@@ -590,16 +600,8 @@ async fn a_client_that_goes_away_before_the_first_chunk_leaves_the_attempt_marke
     });
     let mut body = chat("gpt");
     body["stream"] = json!(true);
-    let sent = http()
-        .post(format!("{}/v1/chat/completions", p.url()))
-        .timeout(Duration::from_millis(300))
-        .json(&body)
-        .send()
-        .await;
-    assert!(sent.unwrap_err().is_timeout());
-    let tree = after_the_client_left(&up, OpenAiUpstream::streams_cancelled, p, &rx).await;
-    let client = tree.find("raw_gen_ai_request");
-    assert!(!client.events_named("client_disconnected").is_empty());
+    give_up_on(&p, &body).await;
+    after_the_client_left(&up, OpenAiUpstream::streams_cancelled, p, &rx).await;
 }
 
 /// A client that gives up while a non-streamed answer is still on its way: the attempt is
@@ -613,16 +615,8 @@ async fn a_client_that_goes_away_before_the_answer_leaves_the_attempt_marked() {
         Duration::from_secs(5),
         Box::new(Reply::Fixture),
     ));
-    let sent = http()
-        .post(format!("{}/v1/chat/completions", p.url()))
-        .timeout(Duration::from_millis(300))
-        .json(&chat("gpt"))
-        .send()
-        .await;
-    assert!(sent.unwrap_err().is_timeout());
-    let tree = after_the_client_left(&up, OpenAiUpstream::requests_cancelled, p, &rx).await;
-    let client = tree.find("raw_gen_ai_request");
-    assert!(!client.events_named("client_disconnected").is_empty());
+    give_up_on(&p, &chat("gpt")).await;
+    after_the_client_left(&up, OpenAiUpstream::requests_cancelled, p, &rx).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
