@@ -158,6 +158,8 @@ pub const TRACEWAY_COMPLETION_TRUNCATED: &str = "traceway.completion.truncated_a
 pub const EVENT_INFERENCE_DETAILS: &str = "gen_ai.client.inference.operation.details";
 /// Name of the span event recording an error.
 pub const EVENT_EXCEPTION: &str = "exception";
+/// Name of the span event, and the `error.type`, of a span whose caller went away first.
+pub const CLIENT_DISCONNECTED: &str = "client_disconnected";
 /// Type of the exception on the `exception` event.
 pub const EXCEPTION_TYPE: &str = "exception.type";
 /// Message of the exception on the `exception` event.

@@ -1,7 +1,7 @@
 //! The proxy's SERVER span for one request: opened from the incoming `traceparent`, carrying the
 //! HTTP and caller attributes, marked failed with a `Failed Proxy Server Request` child on error,
 //! and ended exactly once — when the response (or the last streamed chunk) is sent, or when the
-//! client goes away.
+//! client goes away (the handler is dropped before its answer: `client_disconnected`).
 
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
@@ -50,8 +50,8 @@ impl RequestSpan {
     }
 
     /// Records the response status and ends the span.
-    pub fn finish(self, status: u16) {
-        if let Some(cx) = &self.cx {
+    pub fn finish(mut self, status: u16) {
+        if let Some(cx) = self.cx.take() {
             cx.span().set_attribute(KeyValue::new(
                 k::HTTP_RESPONSE_STATUS_CODE,
                 i64::from(status),
@@ -77,5 +77,16 @@ impl RequestSpan {
             opentelemetry::trace::Span::end(&mut child);
         }
         self.finish(status);
+    }
+}
+
+impl Drop for RequestSpan {
+    fn drop(&mut self) {
+        // Neither finished nor failed: the handler was dropped because the client went away
+        // before its answer.
+        if let Some(cx) = self.cx.take() {
+            traceway::telemetry::mark_disconnected(&cx, true);
+            cx.span().end();
+        }
     }
 }

@@ -18,6 +18,7 @@ use traceway_testkit::span_tree::SpanTree;
 
 const OTEL: &str = "litellm_settings:\n  callbacks: [\"otel\"]\n";
 const DEFAULT_TREE: &str = "Received Proxy Server Request [SERVER]\n  raw_gen_ai_request [CLIENT]";
+const NESTED_TREE: &str = "Received Proxy Server Request [SERVER]\n  litellm_request [INTERNAL]\n    raw_gen_ai_request [CLIENT]";
 const SECRETS: &[&str] = &["sk-provider-secret", "sk-master-key-1"];
 
 async fn traced(config: &str, receiver: &OtlpReceiver, extra: &[(&str, &str)]) -> RunningProxy {
@@ -536,7 +537,8 @@ async fn a_client_that_goes_away_mid_stream_still_gets_every_span_ended_once() {
     let first = stream.next().await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&first).contains("tick"));
     drop(stream);
-    let tree = after_the_client_left(&up, OpenAiUpstream::streams_cancelled, p, &rx).await;
+    let tree =
+        after_the_client_left(&up, OpenAiUpstream::streams_cancelled, p, &rx, DEFAULT_TREE).await;
     let server = tree.find("Received Proxy Server Request");
     assert!(!server.events_named("client_disconnected").is_empty());
     assert!(
@@ -548,13 +550,14 @@ async fn a_client_that_goes_away_mid_stream_still_gets_every_span_ended_once() {
 }
 
 /// Waits for the upstream to see its answer (`cancelled` counts them: streams or delayed
-/// requests) cancelled once the client has gone away, then the spans: both ended exactly once,
-/// the attempt marked `client_disconnected` (attribute and event).
+/// requests) cancelled once the client has gone away, then the spans: each ended exactly once
+/// (`shape`), the attempt marked `client_disconnected` (attribute and event).
 async fn after_the_client_left(
     up: &OpenAiUpstream,
     cancelled: fn(&OpenAiUpstream) -> usize,
     p: RunningProxy,
     rx: &OtlpReceiver,
+    shape: &str,
 ) -> SpanTree {
     for _ in 0..100 {
         if cancelled(up) == 1 {
@@ -568,11 +571,23 @@ async fn after_the_client_left(
         "the upstream connection is closed when the client goes away"
     );
     let tree = flushed_tree(p, rx).await;
-    assert_eq!(tree.render(), DEFAULT_TREE, "both spans ended exactly once");
-    let attempt = tree.find("raw_gen_ai_request");
-    assert_eq!(attempt.attr_str("error.type"), Some("client_disconnected"));
-    assert!(!attempt.events_named("client_disconnected").is_empty());
+    assert_eq!(tree.render(), shape, "every span ended exactly once");
+    assert_marked_left(tree.find("raw_gen_ai_request"));
     tree
+}
+
+/// A span whose caller went away before its end: `error.type` and one event
+/// `client_disconnected`, and no ERROR status (nothing failed).
+fn assert_marked_left(span: &ReceivedSpan) {
+    assert_eq!(span.attr_str("error.type"), Some("client_disconnected"));
+    assert_eq!(span.events_named("client_disconnected").len(), 1);
+    assert_eq!(span.status, Status::Unset);
+}
+
+/// The same, on a span of the gateway's own whose answer never started: no response status.
+fn assert_left_unanswered(span: &ReceivedSpan) {
+    assert_marked_left(span);
+    assert!(!span.has_attr("http.response.status_code"));
 }
 
 /// Posts `body` as a chat and gives up on it after 300 ms, as a client that goes away.
@@ -601,7 +616,9 @@ async fn a_client_that_goes_away_before_the_first_chunk_leaves_the_attempt_marke
     let mut body = chat("gpt");
     body["stream"] = json!(true);
     give_up_on(&p, &body).await;
-    after_the_client_left(&up, OpenAiUpstream::streams_cancelled, p, &rx).await;
+    let tree =
+        after_the_client_left(&up, OpenAiUpstream::streams_cancelled, p, &rx, DEFAULT_TREE).await;
+    assert_left_unanswered(tree.find("Received Proxy Server Request"));
 }
 
 /// A client that gives up while a non-streamed answer is still on its way: the attempt is
@@ -616,7 +633,38 @@ async fn a_client_that_goes_away_before_the_answer_leaves_the_attempt_marked() {
         Box::new(Reply::Fixture),
     ));
     give_up_on(&p, &chat("gpt")).await;
-    after_the_client_left(&up, OpenAiUpstream::requests_cancelled, p, &rx).await;
+    let tree = after_the_client_left(
+        &up,
+        OpenAiUpstream::requests_cancelled,
+        p,
+        &rx,
+        DEFAULT_TREE,
+    )
+    .await;
+    assert_left_unanswered(tree.find("Received Proxy Server Request"));
+}
+
+/// The same in nested mode: `litellm_request`, which the call opened, is marked and ended once
+/// as well as the SERVER span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_nested_mode_a_client_that_goes_away_leaves_every_span_marked() {
+    let rx = OtlpReceiver::start().await;
+    let up = OpenAiUpstream::start().await;
+    let p = traced(
+        &openai_config(&up.api_base(), OTEL),
+        &rx,
+        &[("USE_OTEL_LITELLM_REQUEST_SPAN", "true")],
+    )
+    .await;
+    up.push(Reply::Delay(
+        Duration::from_secs(5),
+        Box::new(Reply::Fixture),
+    ));
+    give_up_on(&p, &chat("gpt")).await;
+    let tree =
+        after_the_client_left(&up, OpenAiUpstream::requests_cancelled, p, &rx, NESTED_TREE).await;
+    assert_left_unanswered(tree.find("Received Proxy Server Request"));
+    assert_left_unanswered(tree.find("litellm_request"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -231,6 +231,19 @@ pub(crate) struct CallTrace {
     event: Vec<KeyValue>,
     /// The answering deployment's token prices, for `gen_ai.cost.total_cost`.
     price: Option<crate::deployment::Price>,
+    /// Whether `finish` ran; a call dropped before it was left by its caller.
+    ended: bool,
+}
+
+impl Drop for CallTrace {
+    fn drop(&mut self) {
+        // The caller stopped waiting before the answer (its future was dropped). A carrier of
+        // the caller's own (the proxy's SERVER span) is the caller's to mark and end.
+        if !self.ended && self.owned {
+            mark_disconnected(&self.carrier, true);
+            self.carrier.span().end();
+        }
+    }
 }
 
 fn string_array(items: impl IntoIterator<Item = String>) -> Value {
@@ -275,6 +288,7 @@ impl CallTrace {
             redaction: Redaction::default(),
             event: Vec::new(),
             price: None,
+            ended: false,
         }
     }
 
@@ -545,7 +559,8 @@ impl CallTrace {
 
     /// Sends the content event (when events are on) and ends the carrier span if this call
     /// started it.
-    pub(crate) fn finish(self) {
+    pub(crate) fn finish(mut self) {
+        self.ended = true;
         if !self.event.is_empty() {
             self.carrier
                 .span()
@@ -554,6 +569,17 @@ impl CallTrace {
         if self.owned {
             self.carrier.span().end();
         }
+    }
+}
+
+/// Marks `cx`'s span as left by its caller: a `client_disconnected` event and, when no answer
+/// had started (`unanswered`), `error.type` `client_disconnected` too. The status stays unset:
+/// the call did not fail, its caller stopped waiting.
+pub fn mark_disconnected(cx: &Context, unanswered: bool) {
+    let span = cx.span();
+    span.add_event(k::CLIENT_DISCONNECTED, vec![]);
+    if unanswered {
+        span.set_attribute(KeyValue::new(k::ERROR_TYPE, k::CLIENT_DISCONNECTED));
     }
 }
 
@@ -618,12 +644,10 @@ impl AttemptTrace {
         self.cx.span().end();
     }
 
-    /// Ends the attempt noting the client went away before the end of the stream.
+    /// Ends the attempt noting the client went away before its end.
     pub(crate) fn abandon(self) {
-        let span = self.cx.span();
-        span.add_event("client_disconnected", vec![]);
-        span.set_attribute(KeyValue::new(k::ERROR_TYPE, "client_disconnected"));
-        span.end();
+        mark_disconnected(&self.cx, true);
+        self.cx.span().end();
     }
 }
 
@@ -1151,7 +1175,7 @@ impl Drop for StreamTrace {
         if let (Some(mut call), Some(attempt)) = (self.call.take(), self.attempt.take()) {
             self.record_output(&mut call);
             attempt.abandon();
-            call.carrier.span().add_event("client_disconnected", vec![]);
+            mark_disconnected(&call.carrier, false);
             call.finish();
         }
     }

@@ -313,3 +313,45 @@ async fn a_stream_that_ends_before_any_chunk_is_empty() {
     assert!(chunks.is_empty(), "{chunks:?}");
     assert_eq!(up.requests().len(), 1);
 }
+
+/// A caller that stops waiting (its future dropped, here by a timeout) leaves `litellm_request`
+/// and its attempt ended once, marked `client_disconnected`, and the upstream request let go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_call_leaves_its_spans_marked_client_disconnected() {
+    let rx = OtlpReceiver::start().await;
+    let t = tracing_to(&rx);
+    let up = OpenAiUpstream::start().await;
+    up.push(Reply::Delay(
+        std::time::Duration::from_secs(5),
+        Box::new(Reply::Fixture),
+    ));
+    let client = Client::builder()
+        .tracing(t.clone())
+        .deployment(gpt_at(up.api_base()))
+        .build()
+        .unwrap();
+    let waited = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        client.chat(ask("gpt", "Hello")),
+    )
+    .await;
+    assert!(waited.is_err(), "the answer is delayed past the timeout");
+    for _ in 0..100 {
+        if up.requests_cancelled() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(up.requests_cancelled(), 1, "the upstream request is let go");
+    let tree = flushed(&t, &rx).await;
+    assert_eq!(
+        tree.render(),
+        "litellm_request [INTERNAL]\n  raw_gen_ai_request [CLIENT]"
+    );
+    for name in ["litellm_request", "raw_gen_ai_request"] {
+        let span = tree.find(name);
+        assert_eq!(span.attr_str("error.type"), Some("client_disconnected"));
+        assert_eq!(span.events_named("client_disconnected").len(), 1, "{name}");
+        assert_eq!(span.status, Status::Unset, "{name}");
+    }
+}
