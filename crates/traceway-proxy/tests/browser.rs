@@ -1,6 +1,8 @@
 //! The web UI in a real headless Chromium: sign in, watch a call arrive, open its span tree,
 //! look at the models, create and delete a key — at a desktop width and at a phone width.
-//! Screenshots of every main view go to `docs/screenshots/` (linked from the README).
+//! Screenshots of every main view go to the test's scratch directory under `target/`, or to
+//! `docs/screenshots/` (linked from the README) with `TRACEWAY_UPDATE_SCREENSHOTS=1`, so a test
+//! run leaves the work tree as it found it.
 //!
 //! Needs a Chromium (`apt-get install chromium`); without one the test is skipped with a
 //! message, unless `TRACEWAY_BROWSER_TESTS=required` (as in `.ci/run`) makes that a failure.
@@ -32,7 +34,11 @@ const DESKTOP: (u32, u32) = (1280, 800);
 const PHONE: (u32, u32) = (390, 844);
 
 fn screenshots() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+    let dir = if std::env::var("TRACEWAY_UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
+    } else {
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+    };
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
