@@ -691,7 +691,8 @@ impl Client {
         }
     }
 
-    /// One upstream attempt, with its CLIENT span.
+    /// One upstream attempt, with its CLIENT span (held so that it is ended as abandoned if
+    /// the caller goes away before the attempt is settled).
     async fn attempt(
         &self,
         deployment: &Deployment,
@@ -699,7 +700,7 @@ impl Client {
         trace: Option<&CallTrace>,
         number: u32,
         fallback_depth: u32,
-    ) -> (Result<Attempt, Error>, Option<AttemptTrace>) {
+    ) -> (Result<Attempt, Error>, AbandonOnDrop) {
         let op = request.operation();
         let timeout = request_timeout(request)
             .or(deployment.timeout)
@@ -710,7 +711,7 @@ impl Client {
                     trace.map(|t| t.start_attempt(deployment, op, number, fallback_depth, &[])),
                 );
                 let result = mock_attempt(deployment, request, timeout).await;
-                (result, attempt.defuse())
+                (result, attempt)
             }
             Backend::Http(provider) => {
                 // A text completion to a chat-only provider goes up as a one-message chat; a
@@ -720,7 +721,7 @@ impl Client {
                     Request::Completion(r) if as_chat => {
                         match crate::completion_as_chat::request(r) {
                             Ok(c) => std::borrow::Cow::Owned(Request::Chat(c)),
-                            Err(e) => return (Err(e), None),
+                            Err(e) => return (Err(e), AbandonOnDrop(None)),
                         }
                     }
                     other => std::borrow::Cow::Borrowed(other),
@@ -738,7 +739,7 @@ impl Client {
                 };
                 let mut up = match provider.build_request(&target, &upstream_request) {
                     Ok(up) => up,
-                    Err(e) => return (Err(e), None),
+                    Err(e) => return (Err(e), AbandonOnDrop(None)),
                 };
                 let upstream = match deployment.parse_upstream_url(&up.url) {
                     Ok(u) => u,
@@ -751,7 +752,7 @@ impl Client {
                         return (
                             Err(Error::new(ErrorKind::Connection, message)
                                 .with_provider(provider.id())),
-                            None,
+                            AbandonOnDrop(None),
                         );
                     }
                 };
@@ -799,7 +800,6 @@ impl Client {
                     attempt.0.as_ref(),
                 )
                 .await;
-                let attempt = attempt.defuse();
                 if as_chat {
                     (result.map(chat_as_completion), attempt)
                 } else {
@@ -1066,13 +1066,12 @@ async fn mock_attempt(
 /// leaves the attempt marked `client_disconnected`, as a stream cut later does.
 async fn first_chunk_in(
     result: Result<Attempt, Error>,
-    attempt: Option<AttemptTrace>,
+    waiting: AbandonOnDrop,
 ) -> (Result<Attempt, Error>, Option<AttemptTrace>) {
     let mut chunks = match result {
         Ok(Attempt::Stream(chunks)) => chunks,
-        other => return (other, attempt),
+        other => return (other, waiting.defuse()),
     };
-    let waiting = AbandonOnDrop(attempt);
     let first = chunks.next().await;
     let attempt = waiting.defuse();
     match first {
