@@ -96,17 +96,59 @@ impl MessageContent {
 }
 
 /// One part of a list content: a part type Traceway knows, or any other kept as it came.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ContentPart {
     /// A part type with a typed shape.
     Known(KnownContentPart),
-    /// A part type this version does not know; passed on untouched.
+    /// A part type this version does not know, or a known type in a shape it does not know
+    /// (a `text` part without a string `text`); passed on untouched.
     Unknown(Value),
 }
 
+// By hand rather than `#[serde(untagged)]` over an internally tagged enum with flattened
+// fields, which buffered each part up to three times: the part is read once, as a `Value`,
+// and its fields are moved into the typed shape when it has one.
+impl<'de> Deserialize<'de> for ContentPart {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(ContentPart::from_value(Value::deserialize(d)?))
+    }
+}
+
+impl ContentPart {
+    fn from_value(value: Value) -> ContentPart {
+        let Value::Object(mut fields) = value else {
+            return ContentPart::Unknown(value);
+        };
+        match fields.get("type").and_then(Value::as_str) {
+            Some("text") => {
+                if let Some(Value::String(t)) = fields.get_mut("text") {
+                    let text = std::mem::take(t);
+                    fields.remove("text");
+                    fields.remove("type");
+                    return ContentPart::Known(KnownContentPart::Text {
+                        text,
+                        extra: fields,
+                    });
+                }
+            }
+            Some("image_url") => {
+                if let Some(image_url) = fields.remove("image_url") {
+                    fields.remove("type");
+                    return ContentPart::Known(KnownContentPart::ImageUrl {
+                        image_url,
+                        extra: fields,
+                    });
+                }
+            }
+            _ => {}
+        }
+        ContentPart::Unknown(Value::Object(fields))
+    }
+}
+
 /// Content part types with a typed shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum KnownContentPart {
     /// Text.
@@ -216,26 +258,32 @@ impl ChatMessage {
 }
 
 /// A function the model may call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FunctionDef {
     /// Function name.
     pub name: String,
     /// What it does.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// JSON schema of its arguments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Value>,
     /// Fields not named above (`strict` …).
     #[serde(flatten)]
     pub extra: Extra,
 }
 
+open_struct!(FunctionDef {
+    name: "name"[required],
+    description: "description"[default],
+    parameters: "parameters"[default]
+});
+
 /// A tool offered to the model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Tool {
     /// Always `function` today.
-    #[serde(rename = "type", default = "function_type")]
+    #[serde(rename = "type")]
     pub kind: String,
     /// The function.
     pub function: FunctionDef,
@@ -244,8 +292,13 @@ pub struct Tool {
     pub extra: Extra,
 }
 
+open_struct!(Tool {
+    kind: "type"[default = function_type()],
+    function: "function"[required]
+});
+
 /// `response_format`: `text`, `json_object` or `json_schema`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ResponseFormat {
     /// The format type.
     #[serde(rename = "type")]
@@ -254,6 +307,10 @@ pub struct ResponseFormat {
     #[serde(flatten)]
     pub extra: Extra,
 }
+
+open_struct!(ResponseFormat {
+    kind: "type"[required]
+});
 
 impl ResponseFormat {
     /// Whether the format asks for JSON output.

@@ -1,11 +1,14 @@
 //! `/v1/embeddings`: request and response.
 
 use super::Extra;
-use serde::{Deserialize, Serialize};
+use super::open::open_struct;
+use serde::Serialize;
+use serde::de::{Deserialize, Deserializer, Error as _, SeqAccess, Visitor};
 use serde_json::Value;
+use std::fmt;
 
 /// What to embed: a string, strings, or token arrays.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum EmbeddingInput {
     /// One string.
@@ -16,6 +19,110 @@ pub enum EmbeddingInput {
     Tokens(Vec<i64>),
     /// Several token arrays.
     ManyTokens(Vec<Vec<i64>>),
+}
+
+// By hand rather than `#[serde(untagged)]`, which buffers the input and parses it again for
+// each variant it tries: a string is one input; a list is told by its first item.
+impl<'de> Deserialize<'de> for EmbeddingInput {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct InputVisitor;
+        impl<'de> Visitor<'de> for InputVisitor {
+            type Value = EmbeddingInput;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, an array of strings, or token arrays")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<EmbeddingInput, E> {
+                Ok(EmbeddingInput::One(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<EmbeddingInput, E> {
+                Ok(EmbeddingInput::One(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<EmbeddingInput, A::Error> {
+                let Some(first) = seq.next_element::<Item>()? else {
+                    return Ok(EmbeddingInput::Many(Vec::new()));
+                };
+                let room = seq.size_hint().unwrap_or(0).min(4096) + 1;
+                Ok(match first {
+                    Item::Text(t) => EmbeddingInput::Many(rest(t, room, &mut seq, |i| match i {
+                        Item::Text(t) => Some(t),
+                        _ => None,
+                    })?),
+                    Item::Token(t) => {
+                        EmbeddingInput::Tokens(rest(t, room, &mut seq, |i| match i {
+                            Item::Token(t) => Some(t),
+                            _ => None,
+                        })?)
+                    }
+                    Item::Tokens(t) => {
+                        EmbeddingInput::ManyTokens(rest(t, room, &mut seq, |i| match i {
+                            Item::Tokens(t) => Some(t),
+                            _ => None,
+                        })?)
+                    }
+                })
+            }
+        }
+        d.deserialize_any(InputVisitor)
+    }
+}
+
+/// The items of an input array after its `first`, each of the first's kind (`pick`).
+fn rest<'de, A: SeqAccess<'de>, T>(
+    first: T,
+    room: usize,
+    seq: &mut A,
+    pick: fn(Item) -> Option<T>,
+) -> Result<Vec<T>, A::Error> {
+    let mut all = Vec::with_capacity(room);
+    all.push(first);
+    while let Some(item) = seq.next_element::<Item>()? {
+        let same = pick(item).ok_or_else(|| {
+            A::Error::custom("an input array mixes strings, tokens and token arrays")
+        })?;
+        all.push(same);
+    }
+    Ok(all)
+}
+
+/// One item of an input array: a string, a token, or a token array.
+enum Item {
+    Text(String),
+    Token(i64),
+    Tokens(Vec<i64>),
+}
+
+impl<'de> Deserialize<'de> for Item {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ItemVisitor;
+        impl<'de> Visitor<'de> for ItemVisitor {
+            type Value = Item;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, a token (integer) or a token array")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Item, E> {
+                Ok(Item::Text(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Item, E> {
+                Ok(Item::Text(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Item, E> {
+                Ok(Item::Token(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Item, E> {
+                i64::try_from(v)
+                    .map(Item::Token)
+                    .map_err(|_| E::custom(format!("token {v} is out of range")))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Item, A::Error> {
+                let mut tokens = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(65536));
+                while let Some(t) = seq.next_element::<i64>()? {
+                    tokens.push(t);
+                }
+                Ok(Item::Tokens(tokens))
+            }
+        }
+        d.deserialize_any(ItemVisitor)
+    }
 }
 
 impl EmbeddingInput {
@@ -31,34 +138,40 @@ impl EmbeddingInput {
 }
 
 /// The body of `POST /v1/embeddings`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EmbeddingRequest {
     /// Model group (proxy) or `provider/model` (library).
     pub model: String,
     /// What to embed.
     pub input: EmbeddingInput,
     /// `float` or `base64`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub encoding_format: Option<String>,
     /// Output dimensions, where the model supports it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dimensions: Option<u32>,
     /// End-user id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// Every other field, passed on untouched (gateway fields excepted).
     #[serde(flatten)]
     pub extra: Extra,
 }
 
+open_struct!(EmbeddingRequest {
+    model: "model"[required],
+    input: "input"[required],
+    encoding_format: "encoding_format"[default],
+    dimensions: "dimensions"[default],
+    user: "user"[default]
+});
+
 /// One embedding vector.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Embedding {
     /// Always `embedding`.
-    #[serde(default = "embedding_object")]
     pub object: String,
     /// Position of its input.
-    #[serde(default)]
     pub index: u32,
     /// A float array, or a base64 string when asked for.
     pub embedding: Value,
@@ -67,42 +180,56 @@ pub struct Embedding {
     pub extra: Extra,
 }
 
+open_struct!(Embedding {
+    object: "object"[default = embedding_object()],
+    index: "index"[default],
+    embedding: "embedding"[required]
+});
+
 fn embedding_object() -> String {
     "embedding".to_owned()
 }
 
 /// Token counts of an embeddings call.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct EmbeddingUsage {
     /// Input tokens.
-    #[serde(default)]
     pub prompt_tokens: u64,
     /// Same as `prompt_tokens`.
-    #[serde(default)]
     pub total_tokens: u64,
     /// Fields not named above.
     #[serde(flatten)]
     pub extra: Extra,
 }
 
+open_struct!(EmbeddingUsage {
+    prompt_tokens: "prompt_tokens"[default],
+    total_tokens: "total_tokens"[default]
+});
+
 /// The body of an embeddings response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EmbeddingResponse {
     /// Always `list`.
-    #[serde(default = "list_object")]
     pub object: String,
     /// One vector per input.
     pub data: Vec<Embedding>,
     /// Model that answered.
-    #[serde(default)]
     pub model: String,
     /// Token counts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<EmbeddingUsage>,
     /// Fields not named above.
     #[serde(flatten)]
     pub extra: Extra,
 }
+
+open_struct!(EmbeddingResponse {
+    object: "object"[default = list_object()],
+    data: "data"[required],
+    model: "model"[default],
+    usage: "usage"[default]
+});
 
 fn list_object() -> String {
     "list".to_owned()

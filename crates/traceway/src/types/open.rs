@@ -123,9 +123,11 @@ pub(crate) use open_struct;
 mod tests {
     #![allow(clippy::unwrap_used)]
     use crate::types::{
-        ChatCompletionRequest, ChatCompletionResponse, ChatMessage, ContentPart, MessageContent,
-        Usage,
+        ChatCompletionRequest, ChatCompletionResponse, ChatMessage, CompletionRequest,
+        CompletionResponse, ContentPart, EmbeddingInput, EmbeddingRequest, EmbeddingResponse,
+        KnownContentPart, MessageContent, Tool, Usage,
     };
+    use serde::{Serialize, de::DeserializeOwned};
     use serde_json::json;
 
     #[test]
@@ -199,5 +201,130 @@ mod tests {
         let u: Usage = serde_json::from_str(r#"{"total_tokens":3,"cost":0.5}"#).unwrap();
         assert_eq!((u.prompt_tokens, u.total_tokens), (0, 3));
         assert_eq!(u.extra["cost"], json!(0.5));
+    }
+
+    /// Read and written back, a body is the same JSON: every named field and every other one.
+    fn round_trips<T: DeserializeOwned + Serialize>(text: &str) {
+        let typed: T = serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        let expected: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(serde_json::to_value(&typed).unwrap(), expected, "{text}");
+    }
+
+    #[test]
+    fn every_open_type_keeps_what_it_does_not_name() {
+        round_trips::<ChatCompletionRequest>(
+            r#"{"model":"m","messages":[{"role":"user","content":[
+                {"type":"text","text":"look","cache_control":{"type":"ephemeral"}},
+                {"type":"image_url","image_url":{"url":"data:x"},"text":"alt"},
+                {"type":"input_audio","input_audio":{"data":"AAA","format":"wav"}}]}],
+              "tools":[{"type":"function","function":{"name":"f","description":"d",
+                "parameters":{"type":"object"},"strict":true},"x-tool":1}],
+              "response_format":{"type":"json_schema","json_schema":{"name":"s"}},
+              "x-top":[1,2]}"#,
+        );
+        round_trips::<Tool>(r#"{"type":"function","function":{"name":"f"}}"#);
+        round_trips::<CompletionRequest>(
+            r#"{"model":"m","prompt":["a","b"],"stream":true,"stream_options":{"include_usage":true},
+              "max_tokens":5,"temperature":0.0,"top_p":1.0,"n":2,"stop":"x","seed":7,"user":"u",
+              "echo":true,"logit_bias":{"1":2}}"#,
+        );
+        round_trips::<CompletionResponse>(
+            r#"{"id":"c","object":"text_completion","created":1,"model":"m","choices":[
+                {"text":"hi","index":0,"finish_reason":"stop","logprobs":null,"x":1}],
+              "usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2},
+              "system_fingerprint":"fp","x-resp":true}"#,
+        );
+        round_trips::<EmbeddingRequest>(
+            r#"{"model":"m","input":[[1,2],[3]],"encoding_format":"float","dimensions":8,
+              "user":"u","x-req":"y"}"#,
+        );
+        round_trips::<EmbeddingResponse>(
+            r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,-1.0],
+                "x-vec":1}],"model":"m","usage":{"prompt_tokens":2,"total_tokens":2,"x":0},
+              "x-resp":{}}"#,
+        );
+    }
+
+    #[test]
+    fn absent_fields_of_the_other_types_take_their_defaults() {
+        let t: Tool = serde_json::from_str(r#"{"function":{"name":"f"}}"#).unwrap();
+        assert_eq!(t.kind, "function");
+        let c: CompletionResponse = serde_json::from_str(r#"{"id":"c"}"#).unwrap();
+        assert_eq!((c.object.as_str(), c.choices.len()), ("text_completion", 0));
+        let e: EmbeddingResponse =
+            serde_json::from_str(r#"{"data":[{"embedding":[1.0]}]}"#).unwrap();
+        assert_eq!(
+            (e.object.as_str(), e.data[0].object.as_str()),
+            ("list", "embedding")
+        );
+        let err = |text: &str| {
+            serde_json::from_str::<EmbeddingResponse>(text)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(r#"{"object":"list"}"#).starts_with("missing field `data`"));
+        assert!(err(r#"{"data":[{"index":0}]}"#).starts_with("missing field `embedding`"));
+    }
+
+    #[test]
+    fn a_part_is_typed_only_in_the_shape_it_is_known_by() {
+        let part = |text: &str| serde_json::from_str::<ContentPart>(text).unwrap();
+        assert_eq!(
+            part(r#"{"type":"text","text":"a","image_url":"u"}"#),
+            ContentPart::Known(KnownContentPart::Text {
+                text: "a".into(),
+                extra: [("image_url".to_owned(), json!("u"))].into_iter().collect(),
+            })
+        );
+        assert!(matches!(
+            part(r#"{"type":"image_url","image_url":{"url":"u"}}"#),
+            ContentPart::Known(KnownContentPart::ImageUrl { ref extra, .. }) if extra.is_empty()
+        ));
+        // Not in a known shape: kept whole, as it came.
+        for text in [
+            r#"{"type":"text","text":5}"#,
+            r#"{"type":"text"}"#,
+            r#"{"type":"image_url"}"#,
+            r#"{"type":"file","file":{"file_id":"f"}}"#,
+            r#"{"text":"no type"}"#,
+            r#""a bare string""#,
+            "7",
+        ] {
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(part(text), ContentPart::Unknown(value), "{text}");
+        }
+    }
+
+    #[test]
+    fn embedding_input_is_told_by_its_first_item() {
+        let input = |text: &str| serde_json::from_str::<EmbeddingInput>(text);
+        assert_eq!(input(r#""a""#).unwrap(), EmbeddingInput::One("a".into()));
+        assert_eq!(
+            input(r#"["a","b"]"#).unwrap(),
+            EmbeddingInput::Many(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(input("[]").unwrap(), EmbeddingInput::Many(Vec::new()));
+        assert_eq!(
+            input("[1,-2]").unwrap(),
+            EmbeddingInput::Tokens(vec![1, -2])
+        );
+        assert_eq!(
+            input("[[1],[2,3],[]]").unwrap(),
+            EmbeddingInput::ManyTokens(vec![vec![1], vec![2, 3], Vec::new()])
+        );
+        let err = |text: &str| input(text).unwrap_err().to_string();
+        for mixed in [r#"["a",1]"#, r#"[1,"a"]"#, "[[1],2]"] {
+            assert!(err(mixed).starts_with("an input array mixes"), "{mixed}");
+        }
+        assert!(err("5").starts_with(
+            "invalid type: integer `5`, expected a string, an array of strings, or token arrays"
+        ));
+        assert!(
+            err("[1.5]").starts_with("invalid type: floating point"),
+            "{}",
+            err("[1.5]")
+        );
+        assert!(err("[18446744073709551615]").contains("out of range"));
+        assert!(err(r#"[["a"]]"#).starts_with("invalid type: string"));
     }
 }
