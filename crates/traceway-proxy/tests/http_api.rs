@@ -127,6 +127,35 @@ async fn streams_pass_through_and_the_usage_chunk_only_when_asked() {
     assert_eq!(usage["usage"]["total_tokens"], 15);
 }
 
+/// Embedding vectors reach the client as the upstream wrote them: their numbers are not parsed
+/// and written again (which would turn `0.10000000000000001` into `0.1` and `-1E-7` into
+/// `-1e-7`), and a base64 vector passes as it came.
+#[tokio::test]
+async fn embedding_vectors_pass_through_as_written() {
+    let up = OpenAiUpstream::start().await;
+    let p = proxy(&openai_config(&up.api_base(), ""), &[]).await;
+    let floats = "[0.10000000000000001, -1E-7,\n 3.0]";
+    up.push(Reply::ok(&format!(
+        r#"{{"object":"list","data":[{{"object":"embedding","index":0,"embedding":{floats}}},
+            {{"object":"embedding","index":1,"embedding":"AAAAPw=="}}],
+            "model":"text-embedding-3-small","usage":{{"prompt_tokens":2,"total_tokens":2}}}}"#
+    )));
+    let text = http()
+        .post(format!("{}/v1/embeddings", p.url()))
+        .json(&json!({"model": "gpt", "input": ["a", "b"]}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains(&format!(r#""embedding":{floats}"#)), "{text}");
+    assert!(text.contains(r#""embedding":"AAAAPw==""#), "{text}");
+    let e: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(e["usage"]["total_tokens"], 2);
+    assert_eq!(e["data"][0]["embedding"][2], 3.0);
+}
+
 #[tokio::test]
 async fn completions_and_embeddings_reach_their_endpoints() {
     let up = OpenAiUpstream::start().await;

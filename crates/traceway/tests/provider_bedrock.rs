@@ -306,7 +306,7 @@ async fn titan_and_cohere_embeddings_through_invoke_model() {
         .await
         .unwrap();
     assert_eq!(r.data.len(), 1);
-    assert_eq!(r.data[0].embedding.as_array().unwrap().len(), 8);
+    assert_eq!(r.data[0].embedding.floats().unwrap().len(), 8);
     assert_eq!(r.usage.as_ref().unwrap().prompt_tokens, 4);
     let sent = up.last_request();
     assert_eq!(sent.path, "/model/amazon.titan-embed-text-v2%3A0/invoke");

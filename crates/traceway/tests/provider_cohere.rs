@@ -212,7 +212,7 @@ async fn embed_v2_defaults_input_type_and_float() {
     };
     let r = c.embeddings(req.clone()).await.unwrap();
     assert_eq!(r.data.len(), 2);
-    assert_eq!(r.data[0].embedding.as_array().unwrap().len(), 5);
+    assert_eq!(r.data[0].embedding.floats().unwrap().len(), 5);
     assert_eq!(r.usage.as_ref().unwrap().prompt_tokens, 2);
     let sent = up.last_request();
     assert_eq!(sent.path, "/v2/embed");

@@ -167,7 +167,7 @@ async fn embeddings_one_and_many() {
         .await
         .unwrap();
     assert_eq!(r.data.len(), 1);
-    assert_eq!(r.data[0].embedding[0], 0.013168517);
+    assert_eq!(r.data[0].embedding.floats().unwrap()[0], 0.013168517);
     assert_eq!(r.object, "list");
     let sent = up.last_request();
     assert_eq!(sent.path, "/v1beta/models/gemini-2.5-flash:embedContent");

@@ -4,7 +4,7 @@ use super::Extra;
 use super::open::open_struct;
 use serde::Serialize;
 use serde::de::{Deserialize, Deserializer, Error as _, SeqAccess, Visitor};
-use serde_json::Value;
+use serde_json::value::{RawValue, to_raw_value};
 use std::fmt;
 
 /// What to embed: a string, strings, or token arrays.
@@ -174,7 +174,7 @@ pub struct Embedding {
     /// Position of its input.
     pub index: u32,
     /// A float array, or a base64 string when asked for.
-    pub embedding: Value,
+    pub embedding: EmbeddingVector,
     /// Fields not named above.
     #[serde(flatten)]
     pub extra: Extra,
@@ -188,6 +188,52 @@ open_struct!(Embedding {
 
 fn embedding_object() -> String {
     "embedding".to_owned()
+}
+
+/// An embedding as JSON text — a float array, or a base64 string when asked for — kept as the
+/// upstream wrote it: the gateway passes vectors on, so it neither parses their numbers nor
+/// formats them again (most of an embeddings response's bytes, and its cost, are these).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct EmbeddingVector(Box<RawValue>);
+
+impl EmbeddingVector {
+    /// A vector of these floats.
+    pub fn from_floats(floats: &[f64]) -> EmbeddingVector {
+        // Writing floats cannot fail (a non-finite one is written as `null`).
+        EmbeddingVector(to_raw_value(floats).unwrap_or_else(|_| RawValue::NULL.to_owned()))
+    }
+
+    /// The vector's JSON text.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The vector's numbers; `None` for a base64 vector or anything else that is not an array
+    /// of numbers.
+    pub fn floats(&self) -> Option<Vec<f64>> {
+        serde_json::from_str(self.0.get()).ok()
+    }
+}
+
+impl fmt::Display for EmbeddingVector {
+    /// The JSON text.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.get())
+    }
+}
+
+impl Default for EmbeddingVector {
+    /// An empty vector.
+    fn default() -> Self {
+        EmbeddingVector::from_floats(&[])
+    }
+}
+
+impl PartialEq for EmbeddingVector {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
 }
 
 /// Token counts of an embeddings call.

@@ -125,7 +125,7 @@ mod tests {
     use crate::types::{
         ChatCompletionRequest, ChatCompletionResponse, ChatMessage, CompletionRequest,
         CompletionResponse, ContentPart, EmbeddingInput, EmbeddingRequest, EmbeddingResponse,
-        KnownContentPart, MessageContent, Tool, Usage,
+        EmbeddingVector, KnownContentPart, MessageContent, Tool, Usage,
     };
     use serde::{Serialize, de::DeserializeOwned};
     use serde_json::json;
@@ -326,5 +326,29 @@ mod tests {
         );
         assert!(err("[18446744073709551615]").contains("out of range"));
         assert!(err(r#"[["a"]]"#).starts_with("invalid type: string"));
+    }
+
+    #[test]
+    fn an_embedding_vector_is_kept_as_its_json_text() {
+        let e: EmbeddingResponse = serde_json::from_str(
+            r#"{"data":[{"embedding":[ 1.50, -2E-3 ]},{"embedding":"AAA="}]}"#,
+        )
+        .unwrap();
+        assert_eq!(e.data[0].embedding.json(), "[ 1.50, -2E-3 ]");
+        assert_eq!(e.data[0].embedding.floats(), Some(vec![1.5, -0.002]));
+        assert_eq!(e.data[1].embedding.to_string(), r#""AAA=""#);
+        assert_eq!(e.data[1].embedding.floats(), None);
+        let made = EmbeddingVector::from_floats(&[0.25, f64::NAN]);
+        assert_eq!(made.json(), "[0.25,null]");
+        assert_eq!(EmbeddingVector::default().json(), "[]");
+        // Equal when written alike.
+        assert_eq!(
+            EmbeddingVector::from_floats(&[1.0]),
+            EmbeddingVector::from_floats(&[1.0])
+        );
+        assert_ne!(
+            EmbeddingVector::from_floats(&[1.0]),
+            EmbeddingVector::from_floats(&[2.0])
+        );
     }
 }

@@ -10,7 +10,8 @@ use crate::error::Error;
 use crate::provider::openai::invalid;
 use crate::types::{
     ChatChoice, ChatCompletionResponse, ChatMessage, Embedding, EmbeddingResponse, EmbeddingUsage,
-    Extra, FunctionCall, MessageContent, PromptTokensDetails, Role, ToolCall, Usage, unix_now,
+    EmbeddingVector, Extra, FunctionCall, MessageContent, PromptTokensDetails, Role, ToolCall,
+    Usage, unix_now,
 };
 use serde_json::Value;
 
@@ -141,10 +142,10 @@ pub(crate) fn embeddings(
     model_id: &str,
     body: &[u8],
 ) -> Result<EmbeddingResponse, Error> {
-    let vector = |i: usize, v: Vec<f64>| Embedding {
+    let vector = |i: usize, embedding: EmbeddingVector| Embedding {
         object: "embedding".into(),
         index: i as u32,
-        embedding: serde_json::json!(v),
+        embedding,
         extra: Extra::new(),
     };
     let (data, tokens) = match embedding_family(model_id) {
@@ -164,7 +165,7 @@ pub(crate) fn embeddings(
                 vectors
                     .into_iter()
                     .enumerate()
-                    .map(|(i, v)| vector(i, v))
+                    .map(|(i, v)| vector(i, EmbeddingVector::from_floats(&v)))
                     .collect(),
                 0,
             )

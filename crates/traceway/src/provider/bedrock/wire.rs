@@ -5,6 +5,7 @@
 //! `toolUse` …). Each union is a known-or-unknown enum, so a block type this version does not
 //! know (an image, a citation, a guard-rail note) is kept as JSON instead of failing the call.
 
+use crate::types::EmbeddingVector;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -253,7 +254,7 @@ pub(crate) struct ErrorBody {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct TitanEmbeddingResponse {
     /// The vector.
-    pub embedding: Vec<f64>,
+    pub embedding: EmbeddingVector,
     /// Input tokens.
     #[serde(default)]
     pub input_text_token_count: u64,

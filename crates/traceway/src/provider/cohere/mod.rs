@@ -435,7 +435,7 @@ fn embed_response(provider: &str, model: &str, body: &[u8]) -> Result<EmbeddingR
             .map(|(i, v)| Embedding {
                 object: "embedding".into(),
                 index: i as u32,
-                embedding: json!(v),
+                embedding: v,
                 extra: Extra::new(),
             })
             .collect(),

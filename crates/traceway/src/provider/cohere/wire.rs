@@ -3,6 +3,7 @@
 //! Content items and stream events are known-or-unknown enums, so a content type or event type
 //! this version does not know (citations, debug events …) is skipped instead of failing.
 
+use crate::types::EmbeddingVector;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -259,7 +260,7 @@ pub(crate) struct EmbedResponse {
 pub(crate) struct EmbeddingsByType {
     /// Float vectors, one per input.
     #[serde(default)]
-    pub float: Vec<Vec<f64>>,
+    pub float: Vec<EmbeddingVector>,
 }
 
 /// `meta` of an Embed response.

@@ -822,7 +822,7 @@ impl HttpProvider for Gemini {
                         .map(|(i, v)| Embedding {
                             object: "embedding".into(),
                             index: i as u32,
-                            embedding: json!(v.values),
+                            embedding: v.values,
                             extra: Extra::new(),
                         })
                         .collect(),

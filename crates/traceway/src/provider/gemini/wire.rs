@@ -5,7 +5,7 @@
 //! version does not name (`executableCode`, `videoMetadata` …) is kept in `extra`, so new part
 //! kinds pass through instead of failing.
 
-use crate::types::Extra;
+use crate::types::{EmbeddingVector, Extra};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -243,7 +243,7 @@ pub struct BatchEmbedContentsRequest {
 pub struct ContentEmbedding {
     /// The vector.
     #[serde(default)]
-    pub values: Vec<f64>,
+    pub values: EmbeddingVector,
 }
 
 /// The answer of `embedContent` (`embedding`) or `batchEmbedContents` (`embeddings`).

@@ -12,8 +12,8 @@ use crate::error::{Error, ErrorKind};
 use crate::types::{
     ChatChoice, ChatChunkChoice, ChatCompletionChunk, ChatCompletionResponse, ChatDelta,
     ChatMessage, CompletionChoice, CompletionResponse, Embedding, EmbeddingResponse,
-    EmbeddingUsage, Extra, FunctionCallDelta, MessageContent, Role, ToolCall, ToolCallDelta, Usage,
-    unix_now,
+    EmbeddingUsage, EmbeddingVector, Extra, FunctionCallDelta, MessageContent, Role, ToolCall,
+    ToolCallDelta, Usage, unix_now,
 };
 use serde_json::Value;
 use std::time::Duration;
@@ -289,7 +289,7 @@ pub(crate) fn respond(model: &str, request: &Request, plan: &MockPlan) -> Respon
                     .map(|(i, t)| Embedding {
                         object: "embedding".into(),
                         index: i as u32,
-                        embedding: serde_json::json!(vector(t, dims)),
+                        embedding: EmbeddingVector::from_floats(&vector(t, dims)),
                         extra: Extra::new(),
                     })
                     .collect(),

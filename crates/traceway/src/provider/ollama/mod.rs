@@ -499,7 +499,7 @@ fn embed_response(provider: &str, body: &[u8]) -> Result<EmbeddingResponse, Erro
             .map(|(i, v)| Embedding {
                 object: "embedding".into(),
                 index: i as u32,
-                embedding: json!(v),
+                embedding: v,
                 extra: Extra::new(),
             })
             .collect(),

@@ -1,6 +1,7 @@
 //! Ollama's native wire types: `/api/chat`, `/api/generate` and `/api/embed` responses, and
 //! the lines of their NDJSON streams (each line has the shape of a response).
 
+use crate::types::EmbeddingVector;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -118,7 +119,7 @@ pub(crate) struct EmbedResponse {
     #[serde(default)]
     pub model: String,
     /// One vector per input.
-    pub embeddings: Vec<Vec<f64>>,
+    pub embeddings: Vec<EmbeddingVector>,
     /// Input tokens.
     #[serde(default)]
     pub prompt_eval_count: Option<u64>,
