@@ -3,7 +3,7 @@
 
 use anyhow::{Context as _, bail};
 use std::io::{Read as _, Write as _};
-use std::net::{Shutdown, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -103,7 +103,9 @@ pub fn live(port: u16) -> bool {
     {
         return false;
     }
-    let _ = s.shutdown(Shutdown::Write);
+    // No half-close after the request: the server (hyper, half-close off, as it must be to
+    // notice clients that go away) may take a read EOF for a client gone and answer nothing,
+    // and the probe would then measure its own retries instead of the start-up.
     let mut head = [0u8; 12];
     s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
 }
