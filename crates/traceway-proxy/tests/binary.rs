@@ -1,10 +1,13 @@
 //! End-to-end: the real `traceway` binary — start-up on a config, clean exit on SIGTERM, and
-//! config errors that name the file, the key path and the problem.
+//! config errors that name the file, the key path and the problem, and HTTPS upstreams verified
+//! against the root certificates (`SSL_CERT_FILE`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use traceway_testkit::openai_upstream::OpenAiUpstream;
 
 const BIN: &str = env!("CARGO_BIN_EXE_traceway");
 
@@ -208,5 +211,96 @@ fn a_malformed_telemetry_variable_stops_start_up_with_its_name() {
     assert!(
         err.contains("OTEL_EXPORTER") && err.contains("otlp_htp"),
         "{err}"
+    );
+}
+
+/// A TLS front on a free port for the plain upstream at `upstream`: each connection's TLS is
+/// ended with `tests/tls/upstream.pem` (127.0.0.1, signed by the test CA `tests/tls/ca.pem`;
+/// a key made for these tests only) and its bytes relayed.
+async fn tls_front(upstream: std::net::SocketAddr) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls");
+    let certs = CertificateDer::pem_file_iter(dir.join("upstream.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("upstream.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake here.
+                if let Ok(mut tls) = acceptor.accept(tcp).await
+                    && let Ok(mut plain) = tokio::net::TcpStream::connect(upstream).await
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// HTTPS upstreams are verified against the system's roots (loaded off the start-up path),
+/// which `SSL_CERT_FILE` replaces: with the test CA there the call goes through TLS to the
+/// upstream; with the system's roots the upstream's certificate is refused, and with no roots
+/// at all the gateway still starts; both refusals are a 502 that says why.
+#[test]
+fn https_upstreams_are_verified_against_the_system_roots() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let up = rt.block_on(OpenAiUpstream::start());
+    let tls_port = rt.block_on(tls_front(up.addr()));
+    let cfg = write_config(&format!(
+        "model_list:\n  - model_name: gpt\n    litellm_params:\n      model: openai/gpt-4o-mini\n      api_base: https://127.0.0.1:{tls_port}/v1\n      api_key: sk-test\n"
+    ));
+    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls/ca.pem");
+    let no_roots = write_config("");
+    let body = r#"{"model":"gpt","messages":[{"role":"user","content":"Hello"}]}"#;
+    for (roots, expected) in [
+        (Some(ca.as_path()), "HTTP/1.1 200"),
+        (None, "UnknownIssuer"),
+        (Some(no_roots.0.as_path()), "No CA certificates were loaded"),
+    ] {
+        let port = free_port();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--config", cfg.0.to_str().unwrap()])
+            .args(["--port", &port.to_string()])
+            .env("OTEL_EXPORTER", "none")
+            .env_remove("SSL_CERT_DIR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        match roots {
+            Some(file) => cmd.env("SSL_CERT_FILE", file),
+            None => cmd.env_remove("SSL_CERT_FILE"),
+        };
+        let mut child = cmd.spawn().unwrap();
+        wait_healthy(port, &mut child);
+        let out = post(port, body);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(out.contains(expected), "{expected}: {out}");
+        if expected.starts_with("HTTP") {
+            assert!(out.contains("chatcmpl"), "{out}");
+        } else {
+            assert!(out.starts_with("HTTP/1.1 502"), "{out}");
+            assert!(out.contains("could not reach openai at 127.0.0.1"), "{out}");
+        }
+    }
+    assert_eq!(
+        up.requests().len(),
+        1,
+        "only the trusted call reached the upstream"
     );
 }

@@ -16,6 +16,7 @@ pub mod client;
 pub mod completion_as_chat;
 pub mod deployment;
 pub mod error;
+mod lazy_verifier;
 pub mod params;
 pub mod provider;
 pub mod router;

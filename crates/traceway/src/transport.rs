@@ -6,6 +6,7 @@
 //! When `HTTPS_PROXY`, `HTTP_PROXY` or `ALL_PROXY` is set, requests go through reqwest, which
 //! tunnels through the proxy and honours `NO_PROXY`. Redirects are not followed on either path.
 
+use crate::lazy_verifier::LazyVerifier;
 use bytes::Bytes;
 use futures_core::Stream;
 use futures_util::StreamExt;
@@ -15,6 +16,7 @@ use hyper_util::client::legacy::Client as PooledClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 use traceway_otel::env::Env;
 use traceway_otel::error_text::error_chain;
@@ -164,15 +166,22 @@ impl Transport {
 }
 
 /// hyper-util's pooled client over rustls (`crypto_provider`, the platform's certificate
-/// verifier — the system roots and `SSL_CERT_FILE`, as reqwest uses).
+/// verifier — the system roots and `SSL_CERT_FILE`, as reqwest uses — loaded off the start-up
+/// path by [`LazyVerifier`]).
 fn direct() -> Result<PooledClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>, String>
 {
     let mut tcp = HttpConnector::new();
     tcp.set_nodelay(true);
     tcp.enforce_http(false);
-    let tls = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_platform_verifier(traceway_otel::exporter::crypto_provider())
+    let provider = traceway_otel::exporter::crypto_provider();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS set-up failed: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(LazyVerifier::new(provider))
+        .with_no_client_auth();
+    let tls = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
         .https_or_http()
         .enable_http1()
         .enable_http2()
