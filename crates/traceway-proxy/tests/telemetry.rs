@@ -625,22 +625,7 @@ async fn a_client_that_goes_away_before_the_first_chunk_leaves_the_attempt_marke
 /// ended once, marked `client_disconnected`, and the upstream request is let go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_goes_away_before_the_answer_leaves_the_attempt_marked() {
-    let rx = OtlpReceiver::start().await;
-    let up = OpenAiUpstream::start().await;
-    let p = traced(&openai_config(&up.api_base(), OTEL), &rx, &[]).await;
-    up.push(Reply::Delay(
-        Duration::from_secs(5),
-        Box::new(Reply::Fixture),
-    ));
-    give_up_on(&p, &chat("gpt")).await;
-    let tree = after_the_client_left(
-        &up,
-        OpenAiUpstream::requests_cancelled,
-        p,
-        &rx,
-        DEFAULT_TREE,
-    )
-    .await;
+    let tree = leave_a_delayed_answer(&[], DEFAULT_TREE).await;
     assert_left_unanswered(tree.find("Received Proxy Server Request"));
 }
 
@@ -648,23 +633,24 @@ async fn a_client_that_goes_away_before_the_answer_leaves_the_attempt_marked() {
 /// as well as the SERVER span.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_nested_mode_a_client_that_goes_away_leaves_every_span_marked() {
+    let tree =
+        leave_a_delayed_answer(&[("USE_OTEL_LITELLM_REQUEST_SPAN", "true")], NESTED_TREE).await;
+    assert_left_unanswered(tree.find("Received Proxy Server Request"));
+    assert_left_unanswered(tree.find("litellm_request"));
+}
+
+/// A proxy (with `extra` environment) whose upstream delays its answer, and a client that gives
+/// up on it: the spans once the upstream request is let go, checked by `after_the_client_left`.
+async fn leave_a_delayed_answer(extra: &[(&str, &str)], shape: &str) -> SpanTree {
     let rx = OtlpReceiver::start().await;
     let up = OpenAiUpstream::start().await;
-    let p = traced(
-        &openai_config(&up.api_base(), OTEL),
-        &rx,
-        &[("USE_OTEL_LITELLM_REQUEST_SPAN", "true")],
-    )
-    .await;
+    let p = traced(&openai_config(&up.api_base(), OTEL), &rx, extra).await;
     up.push(Reply::Delay(
         Duration::from_secs(5),
         Box::new(Reply::Fixture),
     ));
     give_up_on(&p, &chat("gpt")).await;
-    let tree =
-        after_the_client_left(&up, OpenAiUpstream::requests_cancelled, p, &rx, NESTED_TREE).await;
-    assert_left_unanswered(tree.find("Received Proxy Server Request"));
-    assert_left_unanswered(tree.find("litellm_request"));
+    after_the_client_left(&up, OpenAiUpstream::requests_cancelled, p, &rx, shape).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
