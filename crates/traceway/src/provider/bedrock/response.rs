@@ -3,8 +3,8 @@
 use super::JSON_TOOL;
 use super::request::{EmbeddingFamily, embedding_family};
 use super::wire::{
-    CohereEmbeddingResponse, CohereEmbeddings, ContentBlock, ConverseResponse, KnownBlock,
-    TitanEmbeddingResponse, TokenUsage,
+    CohereEmbeddingResponse, ContentBlock, ConverseResponse, KnownBlock, TitanEmbeddingResponse,
+    TokenUsage,
 };
 use crate::error::Error;
 use crate::provider::openai::invalid;
@@ -157,15 +157,13 @@ pub(crate) fn embeddings(
         Some(EmbeddingFamily::Cohere) => {
             let r: CohereEmbeddingResponse = serde_json::from_slice(body)
                 .map_err(|e| invalid(provider, "an embeddings response", e))?;
-            let vectors = match r.embeddings {
-                CohereEmbeddings::Floats(v) | CohereEmbeddings::ByType { float: v } => v,
-            };
+            let vectors = r.embeddings.0;
             // Cohere on Bedrock reports no token count in the body.
             (
                 vectors
                     .into_iter()
                     .enumerate()
-                    .map(|(i, v)| vector(i, EmbeddingVector::from_floats(&v)))
+                    .map(|(i, v)| vector(i, v))
                     .collect(),
                 0,
             )

@@ -267,17 +267,49 @@ pub(crate) struct CohereEmbeddingResponse {
     pub embeddings: CohereEmbeddings,
 }
 
-/// The two shapes Cohere's `embeddings` field takes.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub(crate) enum CohereEmbeddings {
-    /// One float vector per input.
-    Floats(Vec<Vec<f64>>),
-    /// Vectors by type, when `embedding_types` was given.
-    ByType {
-        /// The float vectors.
-        float: Vec<Vec<f64>>,
-    },
+/// The float vectors of Cohere's `embeddings` field, in either of its two shapes: `[[f64]]`, or
+/// `{"float": [[f64]], …}` when `embedding_types` was given. Read by hand rather than as an
+/// untagged enum, which buffers its input and cannot keep the vectors as raw JSON text.
+#[derive(Debug, Clone)]
+pub(crate) struct CohereEmbeddings(pub Vec<EmbeddingVector>);
+
+impl<'de> Deserialize<'de> for CohereEmbeddings {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ShapeVisitor;
+        impl<'de> serde::de::Visitor<'de> for ShapeVisitor {
+            type Value = CohereEmbeddings;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of float vectors or an object of vectors by type")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<CohereEmbeddings, A::Error> {
+                let mut vectors = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                while let Some(v) = seq.next_element()? {
+                    vectors.push(v);
+                }
+                Ok(CohereEmbeddings(vectors))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<CohereEmbeddings, A::Error> {
+                let mut float = None;
+                while let Some(key) = map.next_key::<crate::types::open::Key<'de>>()? {
+                    if key.as_str() == "float" {
+                        float = Some(map.next_value()?);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                float
+                    .map(CohereEmbeddings)
+                    .ok_or_else(|| serde::de::Error::missing_field("float"))
+            }
+        }
+        d.deserialize_any(ShapeVisitor)
+    }
 }
 
 #[cfg(test)]
@@ -308,5 +340,20 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(d.delta, Delta::Unknown(_)));
+    }
+
+    #[test]
+    fn cohere_embeddings_come_in_either_shape_as_raw_vectors() {
+        let read = |text: &str| serde_json::from_str::<CohereEmbeddingResponse>(text);
+        let plain = read(r#"{"embeddings":[[0.5, -1E-3],[2]],"id":"x"}"#).unwrap();
+        let texts: Vec<&str> = plain.embeddings.0.iter().map(|v| v.json()).collect();
+        assert_eq!(texts, ["[0.5, -1E-3]", "[2]"]);
+        let by_type = read(r#"{"embeddings":{"int8":[[1]],"float":[[0.25]]}}"#).unwrap();
+        assert_eq!(by_type.embeddings.0[0].floats(), Some(vec![0.25]));
+        let err = read(r#"{"embeddings":{"int8":[[1]]}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("missing field `float`"), "{err}");
+        assert!(read(r#"{"embeddings":"x"}"#).is_err());
     }
 }
