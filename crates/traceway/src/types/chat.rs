@@ -65,13 +65,10 @@ impl<'de> Deserialize<'de> for MessageContent {
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
-                mut seq: A,
+                seq: A,
             ) -> Result<MessageContent, A::Error> {
-                let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(64));
-                while let Some(part) = seq.next_element()? {
-                    parts.push(part);
-                }
-                Ok(MessageContent::Parts(parts))
+                Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(MessageContent::Parts)
             }
         }
         d.deserialize_any(ContentVisitor)

@@ -3,6 +3,7 @@
 use super::Extra;
 use super::open::open_struct;
 use serde::Serialize;
+use serde::de::value::SeqAccessDeserializer;
 use serde::de::{Deserialize, Deserializer, Error as _, SeqAccess, Visitor};
 use serde_json::value::{RawValue, to_raw_value};
 use std::fmt;
@@ -113,12 +114,8 @@ impl<'de> Deserialize<'de> for Item {
                     .map(Item::Token)
                     .map_err(|_| E::custom(format!("token {v} is out of range")))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Item, A::Error> {
-                let mut tokens = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(65536));
-                while let Some(t) = seq.next_element::<i64>()? {
-                    tokens.push(t);
-                }
-                Ok(Item::Tokens(tokens))
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Item, A::Error> {
+                Vec::deserialize(SeqAccessDeserializer::new(seq)).map(Item::Tokens)
             }
         }
         d.deserialize_any(ItemVisitor)
@@ -220,6 +217,18 @@ impl fmt::Display for EmbeddingVector {
     /// The JSON text.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.0.get())
+    }
+}
+
+impl Embedding {
+    /// The embedding of the input at `index`.
+    pub fn new(index: u32, embedding: EmbeddingVector) -> Embedding {
+        Embedding {
+            object: embedding_object(),
+            index,
+            embedding,
+            extra: Extra::new(),
+        }
     }
 }
 

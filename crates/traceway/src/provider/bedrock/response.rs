@@ -10,8 +10,7 @@ use crate::error::Error;
 use crate::provider::openai::invalid;
 use crate::types::{
     ChatChoice, ChatCompletionResponse, ChatMessage, Embedding, EmbeddingResponse, EmbeddingUsage,
-    EmbeddingVector, Extra, FunctionCall, MessageContent, PromptTokensDetails, Role, ToolCall,
-    Usage, unix_now,
+    Extra, FunctionCall, MessageContent, PromptTokensDetails, Role, ToolCall, Usage, unix_now,
 };
 use serde_json::Value;
 
@@ -142,17 +141,14 @@ pub(crate) fn embeddings(
     model_id: &str,
     body: &[u8],
 ) -> Result<EmbeddingResponse, Error> {
-    let vector = |i: usize, embedding: EmbeddingVector| Embedding {
-        object: "embedding".into(),
-        index: i as u32,
-        embedding,
-        extra: Extra::new(),
-    };
     let (data, tokens) = match embedding_family(model_id) {
         Some(EmbeddingFamily::Titan) => {
             let r: TitanEmbeddingResponse = serde_json::from_slice(body)
                 .map_err(|e| invalid(provider, "an embeddings response", e))?;
-            (vec![vector(0, r.embedding)], r.input_text_token_count)
+            (
+                vec![Embedding::new(0, r.embedding)],
+                r.input_text_token_count,
+            )
         }
         Some(EmbeddingFamily::Cohere) => {
             let r: CohereEmbeddingResponse = serde_json::from_slice(body)
@@ -163,7 +159,7 @@ pub(crate) fn embeddings(
                 vectors
                     .into_iter()
                     .enumerate()
-                    .map(|(i, v)| vector(i, v))
+                    .map(|(i, v)| Embedding::new(i as u32, v))
                     .collect(),
                 0,
             )

@@ -283,13 +283,10 @@ impl<'de> Deserialize<'de> for CohereEmbeddings {
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
-                mut seq: A,
+                seq: A,
             ) -> Result<CohereEmbeddings, A::Error> {
-                let mut vectors = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-                while let Some(v) = seq.next_element()? {
-                    vectors.push(v);
-                }
-                Ok(CohereEmbeddings(vectors))
+                Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(CohereEmbeddings)
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,

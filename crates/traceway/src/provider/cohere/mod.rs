@@ -432,12 +432,7 @@ fn embed_response(provider: &str, model: &str, body: &[u8]) -> Result<EmbeddingR
             .float
             .into_iter()
             .enumerate()
-            .map(|(i, v)| Embedding {
-                object: "embedding".into(),
-                index: i as u32,
-                embedding: v,
-                extra: Extra::new(),
-            })
+            .map(|(i, v)| Embedding::new(i as u32, v))
             .collect(),
         model: model.to_owned(),
         usage: Some(EmbeddingUsage {

@@ -819,12 +819,7 @@ impl HttpProvider for Gemini {
                     data: vectors
                         .into_iter()
                         .enumerate()
-                        .map(|(i, v)| Embedding {
-                            object: "embedding".into(),
-                            index: i as u32,
-                            embedding: v.values,
-                            extra: Extra::new(),
-                        })
+                        .map(|(i, v)| Embedding::new(i as u32, v.values))
                         .collect(),
                     model: target.model.to_owned(),
                     usage: None,

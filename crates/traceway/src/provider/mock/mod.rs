@@ -286,11 +286,8 @@ pub(crate) fn respond(model: &str, request: &Request, plan: &MockPlan) -> Respon
                     .texts()
                     .iter()
                     .enumerate()
-                    .map(|(i, t)| Embedding {
-                        object: "embedding".into(),
-                        index: i as u32,
-                        embedding: EmbeddingVector::from_floats(&vector(t, dims)),
-                        extra: Extra::new(),
+                    .map(|(i, t)| {
+                        Embedding::new(i as u32, EmbeddingVector::from_floats(&vector(t, dims)))
                     })
                     .collect(),
                 model: model.to_owned(),

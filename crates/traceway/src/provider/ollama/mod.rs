@@ -496,12 +496,7 @@ fn embed_response(provider: &str, body: &[u8]) -> Result<EmbeddingResponse, Erro
             .embeddings
             .into_iter()
             .enumerate()
-            .map(|(i, v)| Embedding {
-                object: "embedding".into(),
-                index: i as u32,
-                embedding: v,
-                extra: Extra::new(),
-            })
+            .map(|(i, v)| Embedding::new(i as u32, v))
             .collect(),
         model: r.model,
         usage: Some(EmbeddingUsage {
