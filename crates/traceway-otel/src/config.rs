@@ -160,6 +160,8 @@ pub struct OtelConfig {
     pub timeout: Duration,
     /// Compression of export bodies.
     pub compression: Compression,
+    /// Roots and client certificate for `https://` collectors.
+    pub tls: crate::exporter_tls::ExporterTls,
     /// Resource `service.name`.
     pub service_name: String,
     /// Resource `service.version` (this crate's version).
@@ -207,6 +209,7 @@ impl Default for OtelConfig {
             headers: Headers::default(),
             timeout: Duration::from_millis(10_000),
             compression: Compression::None,
+            tls: crate::exporter_tls::ExporterTls::default(),
             service_name: DEFAULT_SERVICE_NAME.to_owned(),
             service_version: env!("CARGO_PKG_VERSION").to_owned(),
             deployment_environment: None,
@@ -244,6 +247,7 @@ impl fmt::Debug for OtelConfig {
             .field("headers", &self.headers)
             .field("timeout", &self.timeout)
             .field("compression", &self.compression)
+            .field("tls", &self.tls)
             .field("service_name", &self.service_name)
             .field("service_version", &self.service_version)
             .field("deployment_environment", &self.deployment_environment)
@@ -362,6 +366,24 @@ pub enum ConfigError {
         /// The variable.
         var: &'static str,
     },
+    /// A file named by a certificate or key variable that cannot be read or used.
+    #[error("{var}: \"{path}\" {problem}")]
+    BadFile {
+        /// The variable.
+        var: &'static str,
+        /// The path it names.
+        path: String,
+        /// What is wrong with the file (never its contents).
+        problem: String,
+    },
+    /// The exporters' TLS could not be set up with the process's crypto provider.
+    #[error("{var}: TLS cannot be set up with this crypto provider ({reason})")]
+    Tls {
+        /// The certificate variable, as the nearest setting to the problem.
+        var: &'static str,
+        /// What rustls said.
+        reason: String,
+    },
 }
 
 impl ConfigError {
@@ -378,6 +400,8 @@ impl ConfigError {
             | Self::UnsupportedUrl { var, .. }
             | Self::InvalidNumber { var, .. }
             | Self::Zero { var }
+            | Self::BadFile { var, .. }
+            | Self::Tls { var, .. }
             | Self::Missing { var, .. } => var,
         }
     }
@@ -426,6 +450,7 @@ impl OtelConfig {
         ) {
             cfg.compression = parse_compression(var, &raw)?;
         }
+        cfg.tls = crate::exporter_tls::ExporterTls::from_env(env)?;
 
         if let Some(raw) = read(env, env::OTEL_RESOURCE_ATTRIBUTES) {
             cfg.resource_attributes = parse_pairs(env::OTEL_RESOURCE_ATTRIBUTES, &raw)?;
@@ -502,7 +527,7 @@ fn read(env: &dyn Env, name: &str) -> Option<String> {
 }
 
 /// The first set variable of a precedence chain, with its name.
-fn first_of(env: &dyn Env, names: &[&'static str]) -> Option<(&'static str, String)> {
+pub(crate) fn first_of(env: &dyn Env, names: &[&'static str]) -> Option<(&'static str, String)> {
     names
         .iter()
         .find_map(|name| read(env, name).map(|value| (*name, value)))

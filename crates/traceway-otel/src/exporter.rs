@@ -739,7 +739,10 @@ fn http_processor(
     let batch = batch_config(cfg);
     let pipeline = Arc::clone(pipeline);
     let dialect = cfg.dialect;
-    let tls = rustls_config()?;
+    let tls = cfg.tls.rustls().map_err(|e| ExporterError::Build {
+        what: "OTLP/HTTP",
+        reason: e.to_string(),
+    })?;
     let build = move || -> Result<BatchSpanProcessor, ExporterError> {
         let client = reqwest::blocking::Client::builder()
             .timeout(timeout)
@@ -804,25 +807,6 @@ pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
         .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
 }
 
-/// TLS for the HTTP exporter: [`crypto_provider`], with the webpki roots so that no system
-/// store is needed.
-pub(crate) fn rustls_config() -> Result<rustls::ClientConfig, ExporterError> {
-    let provider = crypto_provider();
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ExporterError::Build {
-            what: "OTLP/HTTP",
-            reason: format!("TLS: {e}"),
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
-}
-
 /// The OTLP/gRPC exporter under the SDK's async-runtime batch processor on the current tokio
 /// runtime: tonic needs tokio, and a task keeps exports off request tasks.
 /// Where a gRPC exporter connects (origin only), whether over TLS, and its metadata headers.
@@ -866,8 +850,7 @@ fn grpc_processor(
         .with_timeout(cfg.timeout)
         .with_metadata(metadata);
     if https {
-        builder =
-            builder.with_tls_config(tonic::transport::ClientTlsConfig::new().with_webpki_roots());
+        builder = builder.with_tls_config(cfg.tls.tonic());
     }
     if cfg.compression == Compression::Gzip {
         builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);

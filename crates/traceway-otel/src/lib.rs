@@ -8,6 +8,7 @@ pub mod dialect;
 pub mod env;
 pub mod error_text;
 pub mod exporter;
+pub mod exporter_tls;
 pub mod keys;
 pub mod metrics;
 mod otlp_http;

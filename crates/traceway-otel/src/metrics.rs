@@ -6,7 +6,7 @@
 //! and team — never addresses, keys or prompts.
 
 use crate::config::{Compression, ExporterKind, OtelConfig, TRACES_PATH};
-use crate::exporter::{ExporterError, Telemetry, resource, rustls_config};
+use crate::exporter::{ExporterError, Telemetry, resource};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{BoundHistogram, Histogram as OtelHistogram, MeterProvider as _};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
@@ -265,7 +265,10 @@ fn otlp_instruments(cfg: &OtelConfig) -> Result<Option<OtlpInstruments>, Exporte
     let timeout = cfg.timeout;
     let gzip = cfg.compression == Compression::Gzip;
     let interval = cfg.metric_export_interval;
-    let tls = rustls_config()?;
+    let tls = cfg.tls.rustls().map_err(|e| ExporterError::Build {
+        what: "OTLP/HTTP metrics",
+        reason: e.to_string(),
+    })?;
     let res = resource(cfg);
     // The blocking client must be created (and later dropped) off any async runtime.
     let build = move || -> Result<SdkMeterProvider, ExporterError> {
@@ -322,8 +325,7 @@ fn grpc_provider(cfg: &OtelConfig) -> Result<SdkMeterProvider, ExporterError> {
         .with_timeout(cfg.timeout)
         .with_metadata(metadata);
     if https {
-        builder =
-            builder.with_tls_config(tonic::transport::ClientTlsConfig::new().with_webpki_roots());
+        builder = builder.with_tls_config(cfg.tls.tonic());
     }
     if cfg.compression == Compression::Gzip {
         builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);

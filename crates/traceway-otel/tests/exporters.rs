@@ -16,6 +16,7 @@ use traceway_testkit::otlp::{
     Transport,
 };
 use traceway_testkit::span_tree::SpanTree;
+use traceway_testkit::tls_front::{self, FrontOptions, TlsFront};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -491,4 +492,98 @@ fn console_and_in_memory_work_without_a_runtime() {
     let spans = t.finished_spans();
     assert_eq!(spans.len(), 2);
     assert_eq!(spans[0].span_context.span_id().to_string(), ids.child_id);
+}
+
+/// A collector behind a private CA, asking for a client certificate: each protocol reaches it
+/// with `OTEL_EXPORTER_OTLP_CERTIFICATE` and the client pair, and every span arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_collector_with_a_private_ca_and_mutual_tls() {
+    for protocol in ["http/protobuf", "http/json", "grpc"] {
+        let receiver = OtlpReceiver::start().await;
+        let front = mutual_tls_front(&receiver, protocol).await;
+        let t = telemetry(&[
+            (env::OTEL_EXPORTER_OTLP_PROTOCOL, protocol),
+            (env::OTEL_EXPORTER_OTLP_ENDPOINT, &front.url()),
+            (
+                env::OTEL_EXPORTER_OTLP_CERTIFICATE,
+                &material_path("ca.pem"),
+            ),
+            (
+                env::OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE,
+                &material_path("client.pem"),
+            ),
+            (
+                env::OTEL_EXPORTER_OTLP_CLIENT_KEY,
+                &material_path("client.key"),
+            ),
+        ]);
+        let ids = emit(&t);
+        shutdown(&t).await;
+
+        let spans = receiver.wait_for_spans(2, WAIT).await;
+        assert_received(&receiver, &spans, &ids, "traceway");
+        assert_eq!(t.spans_exported(), 2, "{protocol}");
+        assert!(front.accepted() >= 1 && front.refused() == 0, "{protocol}");
+    }
+}
+
+/// Without the CA file the bundled roots refuse the private CA's certificate, and without the
+/// client pair the collector refuses the exporter: the spans are counted as failed, nothing is
+/// received, and the TLS front saw the refused handshakes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_collector_refused_without_its_ca_or_a_client_certificate() {
+    let ca = material_path("ca.pem");
+    for (protocol, pairs) in [
+        ("http/protobuf", vec![]),
+        ("grpc", vec![]),
+        (
+            "http/protobuf",
+            vec![(env::OTEL_EXPORTER_OTLP_CERTIFICATE, ca.as_str())],
+        ),
+        (
+            "grpc",
+            vec![(env::OTEL_EXPORTER_OTLP_CERTIFICATE, ca.as_str())],
+        ),
+    ] {
+        let receiver = OtlpReceiver::start().await;
+        let front = mutual_tls_front(&receiver, protocol).await;
+        let endpoint = front.url();
+        let mut env = vec![
+            (env::OTEL_EXPORTER_OTLP_PROTOCOL, protocol),
+            (env::OTEL_EXPORTER_OTLP_ENDPOINT, endpoint.as_str()),
+            (env::OTEL_EXPORTER_OTLP_TIMEOUT, "2000"),
+            (env::OTEL_BSP_EXPORT_TIMEOUT, "3000"),
+        ];
+        env.extend(pairs.iter().copied());
+        let t = telemetry(&env);
+        emit(&t);
+        let t2 = t.clone();
+        // Shutdown reports the failed export; the counters are what matter here.
+        let _ = tokio::task::spawn_blocking(move || t2.shutdown()).await;
+
+        let case = format!("{protocol} with {pairs:?}");
+        assert!(receiver.spans().is_empty(), "{case}");
+        assert_eq!(t.spans_exported(), 0, "{case}");
+        assert_eq!(t.spans_export_failed(), 2, "{case}");
+        assert!(front.refused() >= 1, "{case}: no refused handshake");
+    }
+}
+
+/// A TLS front before `receiver`'s listener for `protocol` that asks for a client certificate.
+async fn mutual_tls_front(receiver: &OtlpReceiver, protocol: &str) -> TlsFront {
+    let grpc = protocol == "grpc";
+    let (backend, alpn) = if grpc {
+        (receiver.grpc_addr(), vec![b"h2".to_vec()])
+    } else {
+        (receiver.http_addr(), Vec::new())
+    };
+    let options = FrontOptions {
+        alpn,
+        require_client_cert: true,
+    };
+    TlsFront::start(backend, options).await
+}
+
+fn material_path(name: &str) -> String {
+    tls_front::material(name).to_str().unwrap().to_owned()
 }

@@ -5,9 +5,9 @@
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use traceway_testkit::openai_upstream::OpenAiUpstream;
+use traceway_testkit::tls_front::{self, FrontOptions, TlsFront};
 
 const BIN: &str = env!("CARGO_BIN_EXE_traceway");
 
@@ -201,56 +201,23 @@ fn bad_configs_stop_start_up_naming_file_path_and_problem() {
 
 #[test]
 fn a_malformed_telemetry_variable_stops_start_up_with_its_name() {
-    let out = Command::new(BIN)
-        .args(["serve", "--port", "0"])
-        .env("OTEL_EXPORTER", "otlp_htp")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("OTEL_EXPORTER") && err.contains("otlp_htp"),
-        "{err}"
-    );
-}
-
-/// A TLS front on a free port for the plain upstream at `upstream`: each connection's TLS is
-/// ended with `tests/tls/upstream.pem` (127.0.0.1, signed by the test CA `tests/tls/ca.pem`;
-/// a key made for these tests only) and its bytes relayed.
-async fn tls_front(upstream: std::net::SocketAddr) -> u16 {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls");
-    let certs = CertificateDer::pem_file_iter(dir.join("upstream.pem"))
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_file(dir.join("upstream.key")).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                // A client that refuses the certificate ends the handshake here.
-                if let Ok(mut tls) = acceptor.accept(tcp).await
-                    && let Ok(mut plain) = tokio::net::TcpStream::connect(upstream).await
-                {
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-                }
-            });
-        }
-    });
-    port
+    for (var, value, shown) in [
+        ("OTEL_EXPORTER", "otlp_htp", "otlp_htp"),
+        (
+            "OTEL_EXPORTER_OTLP_CERTIFICATE",
+            "/nowhere/collector-ca.pem",
+            "\"/nowhere/collector-ca.pem\" cannot be read",
+        ),
+    ] {
+        let out = Command::new(BIN)
+            .args(["serve", "--port", "0"])
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(var) && err.contains(shown), "{err}");
+    }
 }
 
 /// HTTPS upstreams are verified against the system's roots (loaded off the start-up path),
@@ -261,11 +228,12 @@ async fn tls_front(upstream: std::net::SocketAddr) -> u16 {
 fn https_upstreams_are_verified_against_the_system_roots() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let up = rt.block_on(OpenAiUpstream::start());
-    let tls_port = rt.block_on(tls_front(up.addr()));
+    let front = rt.block_on(TlsFront::start(up.addr(), FrontOptions::default()));
+    let tls_port = front.port();
     let cfg = write_config(&format!(
         "model_list:\n  - model_name: gpt\n    litellm_params:\n      model: openai/gpt-4o-mini\n      api_base: https://127.0.0.1:{tls_port}/v1\n      api_key: sk-test\n"
     ));
-    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls/ca.pem");
+    let ca = tls_front::material("ca.pem");
     let no_roots = write_config("");
     let body = r#"{"model":"gpt","messages":[{"role":"user","content":"Hello"}]}"#;
     for (roots, expected) in [

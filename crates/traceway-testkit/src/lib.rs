@@ -14,3 +14,4 @@ pub mod otlp;
 pub mod scripted_upstream;
 pub mod span_counter;
 pub mod span_tree;
+pub mod tls_front;

@@ -443,6 +443,16 @@ impl OtlpReceiver {
         format!("http://{}", self.http_addr)
     }
 
+    /// The OTLP/HTTP listener's address (for a TLS front before it).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The OTLP/gRPC listener's address (for a TLS front before it).
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
     /// Every histogram data point received over OTLP metrics, in arrival order.
     pub fn histogram_points(&self) -> Vec<ReceivedHistogramPoint> {
         use opentelemetry_proto::tonic::metrics::v1::metric::Data;
