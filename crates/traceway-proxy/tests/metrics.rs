@@ -11,6 +11,7 @@ use std::sync::Arc;
 use traceway_proxy::app::App;
 use traceway_proxy::config::ProxyConfig;
 use traceway_testkit::otlp::OtlpReceiver;
+use traceway_testkit::tls_front::{self, FrontOptions, TlsFront};
 
 /// `name{labels} value` lines of a Prometheus text body, comments left out.
 fn samples(text: &str) -> Vec<(String, f64)> {
@@ -189,13 +190,57 @@ async fn prometheus_and_otlp_metrics_report_every_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otlp_metrics_also_travel_over_grpc() {
     let rx = OtlpReceiver::start().await;
-    let vars: HashMap<String, String> = [
-        ("OTEL_EXPORTER".to_owned(), "otlp_grpc".to_owned()),
-        ("OTEL_ENDPOINT".to_owned(), rx.grpc_endpoint()),
-        ("OTEL_METRIC_EXPORT_INTERVAL".to_owned(), "100".to_owned()),
-    ]
-    .into_iter()
-    .collect();
+    let endpoint = rx.grpc_endpoint();
+    one_call_reports_metrics(
+        &rx,
+        &[("OTEL_EXPORTER", "otlp_grpc"), ("OTEL_ENDPOINT", &endpoint)],
+    )
+    .await;
+}
+
+/// Metrics follow the spans to a collector behind a private CA that asks for a client
+/// certificate (`OTEL_EXPORTER_OTLP_CERTIFICATE`, `_CLIENT_CERTIFICATE`, `_CLIENT_KEY`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_metrics_reach_a_mutual_tls_collector() {
+    let file = |name: &str| tls_front::material(name).to_str().unwrap().to_owned();
+    let (ca, cert, key) = (file("ca.pem"), file("client.pem"), file("client.key"));
+    for protocol in ["http/protobuf", "grpc"] {
+        let rx = OtlpReceiver::start().await;
+        let grpc = protocol == "grpc";
+        let options = FrontOptions {
+            alpn: if grpc {
+                vec![b"h2".to_vec()]
+            } else {
+                Vec::new()
+            },
+            require_client_cert: true,
+        };
+        let backend = if grpc { rx.grpc_addr() } else { rx.http_addr() };
+        let front = TlsFront::start(backend, options).await;
+        let endpoint = front.url();
+        one_call_reports_metrics(
+            &rx,
+            &[
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+                ("OTEL_EXPORTER_OTLP_CERTIFICATE", &ca),
+                ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &cert),
+                ("OTEL_EXPORTER_OTLP_CLIENT_KEY", &key),
+            ],
+        )
+        .await;
+        assert_eq!(front.refused(), 0, "{protocol}");
+    }
+}
+
+/// One chat call through a proxy exporting with `vars`: its duration and token histograms and
+/// its two spans reach `rx`.
+async fn one_call_reports_metrics(rx: &OtlpReceiver, vars: &[(&str, &str)]) {
+    let mut vars: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    vars.insert("OTEL_METRIC_EXPORT_INTERVAL".to_owned(), "100".to_owned());
     let cfg = "model_list:\n  - model_name: m\n    litellm_params:\n      model: mock/echo\nlitellm_settings:\n  callbacks: [\"otel\"]\ngeneral_settings:\n  ui: false\n";
     traceway::client::install_crypto_provider();
     let p = App::build(
