@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod handlers;
 pub mod keys;
+pub mod model_info;
 pub mod request_span;
 pub mod server;
 pub mod ui;

@@ -53,6 +53,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/embeddings", post(handlers::embeddings))
         .route("/v1/models", get(models))
         .route("/models", get(models))
+        .route("/model/info", get(crate::model_info::model_info))
+        .route("/v1/model/info", get(crate::model_info::model_info))
         .route("/health/liveliness", get(liveliness))
         .route("/health/liveness", get(liveliness))
         .route("/health/readiness", get(readiness))

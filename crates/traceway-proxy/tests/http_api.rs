@@ -304,6 +304,11 @@ async fn the_mock_model_echoes_streams_embeds_and_fails_on_cue() {
     assert_eq!(comp["choices"][0]["text"], "echo me");
 }
 
+/// `GET url`, answered.
+async fn get(url: impl reqwest::IntoUrl) -> reqwest::Response {
+    http().get(url).send().await.unwrap()
+}
+
 async fn error_of(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let body: Value = resp.json().await.unwrap();
@@ -545,14 +550,7 @@ async fn bad_input_gets_openai_errors_that_name_the_problem() {
     let (s, b) = error_of(send(big).await.unwrap()).await;
     assert_eq!(s, 413, "{b}");
 
-    let (s, _) = error_of(
-        http()
-            .get(format!("{}/v1/nothing", p.url()))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (s, _) = error_of(get(format!("{}/v1/nothing", p.url())).await).await;
     assert_eq!(s, 404);
 
     // The server is still fine after all that.
@@ -605,22 +603,9 @@ async fn the_master_key_guards_llm_routes_but_not_health() {
             .unwrap();
         assert_eq!(r.status(), 200, "{h}");
     }
+    assert_eq!(get(format!("{}/v1/models", p.url())).await.status(), 401);
     assert_eq!(
-        http()
-            .get(format!("{}/v1/models", p.url()))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    assert_eq!(
-        http()
-            .get(format!("{}/health/liveliness", p.url()))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        get(format!("{}/health/liveliness", p.url())).await.status(),
         200
     );
 }
@@ -633,11 +618,8 @@ async fn models_and_health_endpoints() {
     )
     .await;
     for path in ["/v1/models", "/models"] {
-        let m: Value = http()
-            .get(format!("{}{path}", p.url()))
-            .send()
+        let m: Value = get(format!("{}{path}", p.url()))
             .await
-            .unwrap()
             .json()
             .await
             .unwrap();
@@ -651,22 +633,95 @@ async fn models_and_health_endpoints() {
         assert_eq!(ids, ["a-model", "b-model"]);
         assert_eq!(m["data"][0]["object"], "model");
     }
-    let live: Value = http()
-        .get(format!("{}/health/liveliness", p.url()))
-        .send()
+    let live: Value = get(format!("{}/health/liveliness", p.url()))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(live, "I'm alive!");
-    let ready: Value = http()
-        .get(format!("{}/health/readiness", p.url()))
-        .send()
+    let ready: Value = get(format!("{}/health/readiness", p.url()))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(ready["status"], "healthy");
+}
+
+/// `/model/info` lists each deployment as LiteLLM does — `model_name`, `litellm_params`,
+/// `model_info` with the id — and never a provider key, a credential in `api_base` or an
+/// authorization header; `litellm_model_id` picks one, and an unknown id is a 400.
+#[tokio::test]
+async fn model_info_lists_deployments_without_secrets() {
+    let p = proxy(
+        "model_list:\n  - model_name: gpt\n    litellm_params:\n      model: openai/gpt-4o-mini\n      api_base: https://user:pw@example.com:8443/v1?api-key=k-in-query\n      api_key: sk-provider-secret\n      timeout: 30\n      rpm: 10\n      temperature: 0.2\n      extra_headers:\n        Authorization: Bearer header-secret\n        X-Trace: 'on'\n    model_info:\n      id: gpt-a\n      mode: chat\n      description: the main model\n      input_cost_per_token: 0.000001\n  - model_name: emb\n    litellm_params:\n      model: mock/e\n    model_info:\n      mode: embedding\n",
+        &[],
+    )
+    .await;
+    for path in ["/model/info", "/v1/model/info"] {
+        let resp = get(format!("{}{path}", p.url())).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        let text = resp.text().await.unwrap();
+        for secret in ["sk-provider-secret", "header-secret", "pw@", "k-in-query"] {
+            assert!(!text.contains(secret), "{path} shows {secret}: {text}");
+        }
+        let listed: Value = serde_json::from_str(&text).unwrap();
+        let data = listed["data"].as_array().unwrap();
+        assert_eq!(data.len(), 2, "{listed}");
+        let gpt = data.iter().find(|d| d["model_name"] == "gpt").unwrap();
+        assert_eq!(
+            gpt,
+            &json!({
+                "model_name": "gpt",
+                "litellm_params": {
+                    "model": "openai/gpt-4o-mini",
+                    "api_base": "https://example.com:8443/v1",
+                    "timeout": 30.0,
+                    "rpm": 10,
+                    "temperature": 0.2,
+                    "extra_headers": {"X-Trace": "on"}
+                },
+                "model_info": {
+                    "id": "gpt-a",
+                    "mode": "chat",
+                    "description": "the main model",
+                    "db_model": false,
+                    "litellm_provider": "openai",
+                    "input_cost_per_token": 0.000001,
+                    "output_cost_per_token": 0.0
+                }
+            })
+        );
+        let emb = data.iter().find(|d| d["model_name"] == "emb").unwrap();
+        assert_eq!(emb["litellm_params"], json!({"model": "mock/e"}));
+        assert_eq!(emb["model_info"]["mode"], "embedding");
+        assert_eq!(emb["model_info"]["litellm_provider"], "mock");
+        assert!(
+            emb["model_info"]["id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty())
+        );
+    }
+    let one: Value = get(format!("{}/model/info?litellm_model_id=gpt-a", p.url()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = one["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["model_info"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["gpt-a"]);
+    let (status, body) =
+        error_of(get(format!("{}/model/info?litellm_model_id=nope", p.url())).await).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["param"], "litellm_model_id");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("model id \"nope\" is not served here"),
+        "{body}"
+    );
 }

@@ -381,6 +381,47 @@ async fn models_lists_only_what_the_key_may_call(db: Db) {
         .await;
     assert_eq!(ids(&listed), ["m", "m2"]);
     error(&Api::new(&p.url(), "sk-bogus").get("/v1/models").await, 401);
+
+    // `/model/info` follows the same rule, deployment by deployment.
+    let groups = |v: &Value| -> Vec<String> {
+        let mut names: Vec<String> = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["model_name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let (s, all) = admin.get("/model/info").await;
+    assert_eq!(s, 200);
+    assert_eq!(groups(&all), ["m", "m2"]);
+    let (s, mine) = one.get("/v1/model/info").await;
+    assert_eq!(s, 200);
+    assert_eq!(groups(&mine), ["m2"]);
+    let hidden = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["model_name"] == "m")
+        .unwrap()["model_info"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, found) = admin
+        .get(&format!("/model/info?litellm_model_id={hidden}"))
+        .await;
+    assert_eq!((s, groups(&found)), (200, vec!["m".to_owned()]));
+    // Another key's deployment is not there for this key, as if it did not exist.
+    error(
+        &one.get(&format!("/model/info?litellm_model_id={hidden}"))
+            .await,
+        400,
+    );
+    error(
+        &Api::new(&p.url(), "sk-bogus").get("/model/info").await,
+        401,
+    );
 }
 
 async fn rpm_limits_answer_429_with_retry_after(db: Db) {

@@ -66,6 +66,9 @@ pub struct DeploymentConfig {
     pub input_cost_per_token: Option<f64>,
     /// Price of one output (completion) token (`output_cost_per_token`).
     pub output_cost_per_token: Option<f64>,
+    /// The entry's `model_info` (mode, description, limits …): metadata for listings such as
+    /// the proxy's `/model/info`, never sent upstream.
+    pub model_info: Extra,
 }
 
 /// What a deployment's tokens cost, when its entry says.
@@ -129,6 +132,8 @@ pub struct Deployment {
     pub num_retries: Option<u32>,
     /// What its tokens cost, when configured.
     pub price: Option<Price>,
+    /// Its configuration's `model_info` metadata, never sent upstream.
+    pub model_info: Extra,
     /// Health and usage the router keeps.
     pub stats: Arc<DeploymentStats>,
     /// Its span attribute values, built once so that each call only bumps reference counts.
@@ -301,6 +306,7 @@ impl Deployment {
             order: config.order,
             num_retries: config.num_retries,
             price: Price::of(config.input_cost_per_token, config.output_cost_per_token),
+            model_info: config.model_info,
             stats: Arc::new(DeploymentStats::default()),
         })
     }

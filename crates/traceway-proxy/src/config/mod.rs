@@ -453,6 +453,7 @@ fn deployment(
         mock_response: p.mock_response.clone(),
         params,
         id,
+        model_info: entry.model_info.clone().unwrap_or_default(),
         ..routing
     })
 }
