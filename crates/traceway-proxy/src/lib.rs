@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod handlers;
+pub mod health_check;
 pub mod keys;
 pub mod model_info;
 pub mod request_span;

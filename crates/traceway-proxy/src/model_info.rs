@@ -4,6 +4,7 @@
 
 use crate::auth;
 use crate::error::ApiError;
+use crate::keys::Caller;
 use crate::server::{AppState, provider_models};
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
@@ -39,25 +40,9 @@ pub async fn model_info(
     RawQuery(query): RawQuery,
 ) -> Result<axum::Json<ModelInfoList>, ApiError> {
     let caller = auth::authenticate(&state, &headers).await?;
-    let wanted = query.as_deref().and_then(|q| {
-        url::form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "litellm_model_id")
-            .map(|(_, v)| v.into_owned())
-    });
-    let data: Vec<ModelInfoEntry> = state
-        .client
-        .deployments()
+    let wanted = query_param(query.as_deref(), "litellm_model_id");
+    let data: Vec<ModelInfoEntry> = visible(&state, &caller)
         .filter(|d| wanted.as_deref().is_none_or(|id| d.id == id))
-        // A restricted key sees only what it may call.
-        .filter(|d| match caller.key() {
-            Some(info) => crate::keys::access::check(
-                info,
-                &d.model_group,
-                &provider_models(&state, &d.model_group),
-            )
-            .is_ok(),
-            None => true,
-        })
         .map(entry)
         .collect();
     if let Some(id) = wanted
@@ -77,7 +62,55 @@ pub async fn model_info(
     Ok(axum::Json(ModelInfoList { data }))
 }
 
+/// The deployments `caller` may use: all of them, or a restricted key's models only.
+pub fn visible<'a>(
+    state: &'a AppState,
+    caller: &'a Caller,
+) -> impl Iterator<Item = &'a Deployment> {
+    state
+        .client
+        .deployments()
+        .filter(move |d| match caller.key() {
+            Some(info) => crate::keys::access::check(
+                info,
+                &d.model_group,
+                &provider_models(state, &d.model_group),
+            )
+            .is_ok(),
+            None => true,
+        })
+}
+
+/// The first value of `name` in a URL query string, decoded.
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
 fn entry(d: &Deployment) -> ModelInfoEntry {
+    let mut info = public(&d.model_info);
+    info.insert("id".into(), d.id.clone().into());
+    info.insert("db_model".into(), false.into());
+    let provider = d.provider_model.split_once('/').map_or("", |(p, _)| p);
+    info.insert("litellm_provider".into(), provider.into());
+    if let Some(price) = d.price {
+        info.insert("input_cost_per_token".into(), price.input_per_token.into());
+        info.insert(
+            "output_cost_per_token".into(),
+            price.output_per_token.into(),
+        );
+    }
+    ModelInfoEntry {
+        model_name: d.model_group.clone(),
+        litellm_params: public_params(d),
+        model_info: info,
+    }
+}
+
+/// A deployment's `litellm_params` as they may be shown: no key, credential, authorization
+/// header, or `api_base` user info and query.
+pub fn public_params(d: &Deployment) -> Map<String, Value> {
     let mut params = Map::new();
     params.insert("model".into(), d.provider_model.clone().into());
     if let Some(base) = d.api_base.as_deref().and_then(public_api_base) {
@@ -102,24 +135,7 @@ fn entry(d: &Deployment) -> ModelInfoEntry {
         params.insert("mock_response".into(), mock.clone().into());
     }
     params.extend(public(&d.params));
-
-    let mut info = public(&d.model_info);
-    info.insert("id".into(), d.id.clone().into());
-    info.insert("db_model".into(), false.into());
-    let provider = d.provider_model.split_once('/').map_or("", |(p, _)| p);
-    info.insert("litellm_provider".into(), provider.into());
-    if let Some(price) = d.price {
-        info.insert("input_cost_per_token".into(), price.input_per_token.into());
-        info.insert(
-            "output_cost_per_token".into(),
-            price.output_per_token.into(),
-        );
-    }
-    ModelInfoEntry {
-        model_name: d.model_group.clone(),
-        litellm_params: params,
-        model_info: info,
-    }
+    params
 }
 
 /// `map` without its secrets, at any depth: keys that name a secret, key, token, password or

@@ -725,3 +725,113 @@ async fn model_info_lists_deployments_without_secrets() {
         "{body}"
     );
 }
+
+/// `/health` calls each deployment once, straight (a chat with a few tokens, a completion or an
+/// embedding, per `model_info.mode`), and sorts them into healthy and unhealthy endpoints with
+/// their shown `litellm_params` and the error; `?model=` and `?model_id=` narrow it; no span is
+/// recorded for the probes, and no provider key is shown.
+#[tokio::test]
+async fn health_calls_each_deployment_and_sorts_them() {
+    let up = OpenAiUpstream::start().await;
+    let rx = traceway_testkit::otlp::OtlpReceiver::start().await;
+    let config = openai_config(
+        &up.api_base(),
+        "  - model_name: m\n    litellm_params:\n      model: mock/echo\n  - model_name: broken\n    litellm_params:\n      model: mock/x\n      mock_response: error:500\n  - model_name: emb\n    litellm_params:\n      model: mock/e\n    model_info:\n      mode: embedding\n      id: emb-1\n  - model_name: img\n    litellm_params:\n      model: mock/i\n    model_info:\n      mode: image_generation\n  - model_name: slow\n    litellm_params:\n      model: mock/s\n      mock_delay: 3\n    model_info:\n      health_check_timeout: 0.2\nlitellm_settings:\n  callbacks: [\"otel\"]\n",
+    );
+    let p = common::traced_proxy(&config, &rx, &[]).await;
+    let resp = get(format!("{}/health", p.url())).await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains("sk-provider-secret"), "{text}");
+    let report: Value = serde_json::from_str(&text).unwrap();
+    let models = |side: &str| -> Vec<String> {
+        let mut m: Vec<String> = report[side]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["model"].as_str().unwrap().to_owned())
+            .collect();
+        m.sort();
+        m
+    };
+    assert_eq!(
+        models("healthy_endpoints"),
+        ["mock/e", "mock/echo", "openai/gpt-4o-mini"]
+    );
+    assert_eq!(
+        models("unhealthy_endpoints"),
+        ["mock/i", "mock/s", "mock/x"]
+    );
+    assert_eq!(
+        (&report["healthy_count"], &report["unhealthy_count"]),
+        (&json!(3), &json!(3))
+    );
+    let error_of_model = |model: &str| -> String {
+        report["unhealthy_endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["model"] == model)
+            .unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(
+        error_of_model("mock/i").contains("image_generation"),
+        "{report}"
+    );
+    assert!(
+        error_of_model("mock/s").contains("health check"),
+        "{report}"
+    );
+    assert!(!error_of_model("mock/x").is_empty());
+    let gpt = report["healthy_endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["model"] == "openai/gpt-4o-mini")
+        .unwrap();
+    assert_eq!(gpt["api_base"], up.api_base());
+    // The upstream saw one small chat.
+    let seen = up.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/v1/chat/completions");
+    assert_eq!(seen[0].body["max_tokens"], 5);
+    assert_eq!(seen[0].body["messages"][0]["role"], "user");
+
+    let narrowed: Value = get(format!("{}/health?model=gpt", p.url()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&narrowed["healthy_count"], &narrowed["unhealthy_count"]),
+        (&json!(1), &json!(0))
+    );
+    let by_id: Value = get(format!("{}/health?model_id=emb-1", p.url()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_id["healthy_endpoints"][0]["model"], "mock/e");
+    assert_eq!(by_id["healthy_count"], 1);
+    assert_eq!(up.requests().len(), 2);
+
+    // The probes left no trace; a real call afterwards does.
+    assert_eq!(
+        http()
+            .post(format!("{}/v1/chat/completions", p.url()))
+            .json(&chat_body("m"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let tree = common::spans_without(p, &rx, &["sk-provider-secret"]).await;
+    assert_eq!(
+        tree.render(),
+        "Received Proxy Server Request [SERVER]\n  raw_gen_ai_request [CLIENT]"
+    );
+}

@@ -422,6 +422,14 @@ async fn models_lists_only_what_the_key_may_call(db: Db) {
         &Api::new(&p.url(), "sk-bogus").get("/model/info").await,
         401,
     );
+
+    // `/health` probes only what the key may call.
+    let (s, report) = one.get("/health").await;
+    assert_eq!(s, 200);
+    assert_eq!(report["healthy_count"], 1, "{report}");
+    let (_, report) = admin.get("/health").await;
+    assert_eq!(report["healthy_count"], 2, "{report}");
+    error(&Api::new(&p.url(), "sk-bogus").get("/health").await, 401);
 }
 
 async fn rpm_limits_answer_429_with_retry_after(db: Db) {
