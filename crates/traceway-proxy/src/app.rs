@@ -212,6 +212,9 @@ impl RunningProxy {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+        if let Some(keys) = &self.app.state.keys {
+            keys.write_spend().await;
+        }
         // Flushing blocks up to the export timeout: keep it off the async workers. Spans
         // first, so that a dead metrics collector does not delay them.
         if let Some(t) = self.app.telemetry.clone() {

@@ -391,6 +391,15 @@ async fn serve(
         attributes,
     };
     let routed = state.client.call(request, opts).await?;
+    if let Some(m) = &mut meter {
+        m.priced(
+            state
+                .client
+                .deployments()
+                .find(|d| d.id == routed.info.deployment_id)
+                .and_then(|d| d.price),
+        );
+    }
     let mut out_headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&routed.info.deployment_id) {
         out_headers.insert(HEADER_MODEL_ID, v);

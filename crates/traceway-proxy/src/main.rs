@@ -168,6 +168,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         grace
     };
     traceway_proxy::server::serve(listener, router, stop, app.state.abort.clone()).await?;
+    if let Some(keys) = &app.state.keys {
+        keys.write_spend().await;
+    }
     tracing::info!("shutting down: no request in flight any more, flushing telemetry");
     app.shutdown_telemetry();
     Ok(())

@@ -25,7 +25,202 @@ on_both_databases!(
     a_burst_of_cache_misses_reads_the_key_once,
     key_and_team_block_and_unblock_take_effect_at_once,
     a_regenerated_key_replaces_the_old_one_with_its_settings,
+    budgets_stop_keys_teams_users_and_organisations_that_spent_them,
+    spend_is_stored_for_keys_teams_users_and_organisations,
 );
+
+/// A deployment `priced` with per-token prices, beside the two free mock groups.
+const PRICED: &str = "  - model_name: priced\n    litellm_params:\n      model: mock/p\n      input_cost_per_token: 0.001\n      output_cost_per_token: 0.002\n";
+
+/// A proxy serving `priced` and the free mock groups on `db`, writing spend every 0.1 s.
+async fn priced_proxy(db: &keys_common::TestDb) -> traceway_proxy::app::RunningProxy {
+    proxy(
+        &config(
+            &format!("{PRICED}{MOCK_MODELS}"),
+            "  proxy_batch_write_at: 0.1\n",
+        ),
+        &[("DATABASE_URL", &db.url)],
+    )
+    .await
+}
+
+/// What a chat answer cost at `priced`'s prices.
+fn cost_of(answer: &Value) -> f64 {
+    let usage = &answer["usage"];
+    usage["prompt_tokens"].as_f64().unwrap() * 0.001
+        + usage["completion_tokens"].as_f64().unwrap() * 0.002
+}
+
+/// LiteLLM's `max_budget` on a key, its team, its user and its organisation: the call that
+/// reaches the budget is answered, the next is a 400 `budget_exceeded` naming whose budget it
+/// was; free deployments cost nothing, so a spent budget does not stop what is free.
+async fn budgets_stop_keys_teams_users_and_organisations_that_spent_them(db: Db) {
+    let db = database(db).await;
+    let p = priced_proxy(&db).await;
+    let admin = Api::new(&p.url(), MASTER);
+    let tiny = 0.000_001;
+
+    let key = admin.as_key(&admin.key(json!({"max_budget": tiny})).await);
+    let (s, first) = key.chat("priced").await;
+    assert_eq!(s, 200, "{first}");
+    assert!(cost_of(&first) > tiny, "{first}");
+    let e = error(&key.chat("priced").await, 400).clone();
+    assert_eq!(e["type"], "budget_exceeded");
+    let message = e["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Budget has been exceeded! Current cost: ")
+            && message.ends_with(&format!("Max budget: {tiny}")),
+        "{message}"
+    );
+    for _ in 0..3 {
+        assert_eq!(key.chat("m").await.0, 400, "the budget stops every call");
+    }
+    let free = admin.as_key(&admin.key(json!({"max_budget": tiny})).await);
+    for _ in 0..3 {
+        assert_eq!(free.chat("m").await.0, 200, "free calls spend nothing");
+    }
+
+    let (s, team) = admin
+        .post(
+            "/team/new",
+            json!({"team_alias": "thrifty", "max_budget": tiny}),
+        )
+        .await;
+    assert_eq!(s, 200, "{team}");
+    let team_id = team["team_id"].as_str().unwrap().to_owned();
+    let (s, user) = admin
+        .post(
+            "/user/new",
+            json!({"user_id": "spender", "max_budget": tiny}),
+        )
+        .await;
+    assert_eq!(s, 200, "{user}");
+    let (s, org) = admin
+        .post(
+            "/organization/new",
+            json!({"organization_alias": "frugal", "max_budget": tiny}),
+        )
+        .await;
+    assert_eq!(s, 200, "{org}");
+    let org_id = org["organization_id"].as_str().unwrap().to_owned();
+    for (body, whose) in [
+        (json!({"team_id": team_id}), format!("Team={team_id} ")),
+        (json!({"user_id": "spender"}), "User=spender ".to_owned()),
+        (
+            json!({"organization_id": org_id}),
+            format!("Organization={org_id} "),
+        ),
+    ] {
+        // Two keys share the budget: what one spent stops the other.
+        let one = admin.as_key(&admin.key(body.clone()).await);
+        let other = admin.as_key(&admin.key(body).await);
+        assert_eq!(one.chat("priced").await.0, 200, "{whose}");
+        let e = error(&other.chat("priced").await, 400).clone();
+        assert_eq!(e["type"], "budget_exceeded");
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("Budget has been exceeded! {whose}Current cost: ")),
+            "{e}"
+        );
+    }
+    p.shutdown().await;
+}
+
+/// Each answered call's cost, full or streamed, is added to the stored spend of its key, team,
+/// user and organisation (every `proxy_batch_write_at`, and at shutdown), where `/key/info`,
+/// `/team/info`, `/user/info` and `/organization/info` show it.
+async fn spend_is_stored_for_keys_teams_users_and_organisations(db: Db) {
+    let db = database(db).await;
+    let p = priced_proxy(&db).await;
+    let admin = Api::new(&p.url(), MASTER);
+    let (_, team) = admin.post("/team/new", json!({"team_alias": "t"})).await;
+    let team_id = team["team_id"].as_str().unwrap().to_owned();
+    let (_, org) = admin
+        .post("/organization/new", json!({"organization_alias": "o"}))
+        .await;
+    let org_id = org["organization_id"].as_str().unwrap().to_owned();
+    admin.post("/user/new", json!({"user_id": "payer"})).await;
+    let key = admin
+        .key(json!({"team_id": team_id, "user_id": "payer", "organization_id": org_id}))
+        .await;
+    let caller = admin.as_key(&key);
+    let mut expected = 0.0;
+    for _ in 0..2 {
+        let (s, answer) = caller.chat("priced").await;
+        assert_eq!(s, 200);
+        expected += cost_of(&answer);
+    }
+    // A stream's cost comes from its usage chunk, which this client did not ask for.
+    let streamed = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", p.url()))
+        .bearer_auth(&key)
+        .json(&json!({"model": "priced", "stream": true, "messages": [{"role": "user", "content": "Hello there"}]}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!streamed.contains("\"usage\":{"), "{streamed}");
+    let (s, answer) = caller.chat("m").await;
+    assert_eq!(s, 200, "{answer}");
+
+    let spent = |v: &Value| v.as_f64().unwrap_or(-1.0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // The stream's cost lands when it ends; the writer runs every 0.1 s.
+    let key_spend = loop {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let (_, info) = admin.get(&format!("/key/info?key={key}")).await;
+        let now = spent(&info["info"]["spend"]);
+        if now > expected + 1e-9 || std::time::Instant::now() > deadline {
+            break now;
+        }
+    };
+    assert!(key_spend > expected + 1e-9, "{key_spend} vs {expected}");
+    let (_, t) = admin.get(&format!("/team/info?team_id={team_id}")).await;
+    let (_, u) = admin.get("/user/info?user_id=payer").await;
+    let (_, o) = admin
+        .get(&format!("/organization/info?organization_id={org_id}"))
+        .await;
+    for (whose, value) in [
+        ("team", spent(&t["team_info"]["spend"])),
+        ("user", spent(&u["user_info"]["spend"])),
+        ("organization", spent(&o["spend"])),
+    ] {
+        assert!(
+            (value - key_spend).abs() < 1e-9,
+            "{whose}: {value} vs {key_spend}"
+        );
+    }
+
+    // Updates leave the stored spend alone unless they set it.
+    let (s, _) = admin
+        .post(
+            "/key/update",
+            json!({"key": key, "models": ["priced", "m"]}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (_, info) = admin.get(&format!("/key/info?key={key}")).await;
+    assert!(
+        (spent(&info["info"]["spend"]) - key_spend).abs() < 1e-9,
+        "{info}"
+    );
+    let (s, v) = admin
+        .post("/key/update", json!({"key": key, "spend": 0.0}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    admin
+        .post("/user/update", json!({"user_id": "payer", "spend": 0.5}))
+        .await;
+    let (_, info) = admin.get(&format!("/key/info?key={key}")).await;
+    assert_eq!(spent(&info["info"]["spend"]), 0.0, "{info}");
+    let (_, u) = admin.get("/user/info?user_id=payer").await;
+    assert_eq!(spent(&u["user_info"]["spend"]), 0.5, "{u}");
+    p.shutdown().await;
+}
 
 /// LiteLLM's `/key/regenerate` and `/key/{key}/regenerate`: the new key works with the old one's
 /// settings, the old one is refused at once (even though it was cached), admin only.

@@ -20,6 +20,7 @@ on_both_databases!(
     identity_is_on_successes_failures_and_refusals_but_not_on_401s,
     in_nested_mode_identity_moves_to_litellm_request,
     a_teams_turn_off_message_logging_covers_its_keys_and_request_metadata_wins,
+    a_spent_budget_fails_the_request_span_as_budget_exceeded,
 );
 
 const PROVIDER_KEY: &str = "sk-provider-secret-keys";
@@ -59,7 +60,7 @@ fn logs() -> Arc<Mutex<Vec<u8>>> {
 }
 
 fn models() -> String {
-    "  - model_name: m\n    litellm_params:\n      model: mock/m\n  - model_name: m2\n    litellm_params:\n      model: mock/m2\n  - model_name: broken\n    litellm_params:\n      model: mock/broken\n      mock_response: \"error:500:the mock is down\"\n      api_key: PROVIDER\n"
+    "  - model_name: m\n    litellm_params:\n      model: mock/m\n  - model_name: m2\n    litellm_params:\n      model: mock/m2\n  - model_name: broken\n    litellm_params:\n      model: mock/broken\n      mock_response: \"error:500:the mock is down\"\n      api_key: PROVIDER\n  - model_name: priced\n    litellm_params:\n      model: mock/p\n      input_cost_per_token: 0.001\n"
         .replace("PROVIDER", PROVIDER_KEY)
 }
 
@@ -350,5 +351,50 @@ async fn in_nested_mode_identity_moves_to_litellm_request(db: Db) {
     assert_eq!(
         llm.attr_str("metadata.user_api_key_hash"),
         Some(hash(&quiet).as_str())
+    );
+}
+
+/// A call refused for a spent budget is a failed SERVER span like any refusal: `error.type`
+/// `budget_exceeded`, status 400, the caller's identity, a `Failed Proxy Server Request` child
+/// and no upstream attempt.
+async fn a_spent_budget_fails_the_request_span_as_budget_exceeded(db: Db) {
+    let db = database(db).await;
+    let rx = OtlpReceiver::start().await;
+    let p = traced(&db.url, &rx, false).await;
+    let admin = Api::new(&p.url(), MASTER);
+    let key = admin
+        .key(json!({"key_alias": "thrifty", "max_budget": 0.000001}))
+        .await;
+    let api = admin.as_key(&key);
+    assert_eq!(chat(&api, "priced", json!({})).await.0, 200);
+    let (status, body) = chat(&api, "priced", json!({})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["type"], "budget_exceeded");
+
+    let tree = flushed(p, &rx, &[&key, MASTER]).await;
+    let r = roots(&tree);
+    let (answered, refused) = (r[r.len() - 2], r[r.len() - 1]);
+    assert_eq!(answered.status, Status::Unset);
+    assert_eq!(
+        child_names(&tree, answered),
+        ["raw_gen_ai_request"],
+        "the first call went upstream"
+    );
+    assert_eq!(
+        refused.attr_str("metadata.user_api_key_hash"),
+        Some(hash(&key).as_str())
+    );
+    assert_eq!(
+        refused.attr_str("metadata.user_api_key_alias"),
+        Some("thrifty")
+    );
+    assert_eq!(refused.attr_str("error.type"), Some("budget_exceeded"));
+    assert_eq!(refused.attr_i64("http.response.status_code"), Some(400));
+    assert_eq!(refused.attr_str("litellm.model_group"), Some("priced"));
+    assert!(matches!(refused.status, Status::Error { .. }));
+    assert_eq!(
+        child_names(&tree, refused),
+        ["Failed Proxy Server Request"],
+        "refused before any upstream attempt"
     );
 }

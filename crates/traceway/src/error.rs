@@ -19,6 +19,8 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// A rate limit was hit (429).
     RateLimited,
+    /// The caller's budget (a virtual key's, its team's …) is spent (400, as LiteLLM answers it).
+    BudgetExceeded,
     /// The upstream took longer than the timeout (504).
     Timeout,
     /// The upstream answered with a 5xx (its status is passed on).
@@ -43,6 +45,7 @@ impl ErrorKind {
             ErrorKind::NotFound => 404,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::RateLimited => 429,
+            ErrorKind::BudgetExceeded => 400,
             ErrorKind::Timeout => 504,
             ErrorKind::UpstreamServer => 500,
             ErrorKind::Connection => 502,
@@ -61,6 +64,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "not_found_error",
             ErrorKind::PayloadTooLarge => "invalid_request_error",
             ErrorKind::RateLimited => "rate_limit_error",
+            ErrorKind::BudgetExceeded => "budget_exceeded",
             ErrorKind::Timeout => "timeout_error",
             ErrorKind::UpstreamServer => "api_error",
             ErrorKind::Connection => "api_connection_error",
@@ -79,6 +83,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "not_found",
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::BudgetExceeded => "budget_exceeded",
             ErrorKind::Timeout => "timeout",
             ErrorKind::UpstreamServer => "upstream_error",
             ErrorKind::Connection => "connection_error",

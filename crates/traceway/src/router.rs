@@ -322,6 +322,7 @@ impl Router {
             | ErrorKind::PermissionDenied
             | ErrorKind::NotFound
             | ErrorKind::PayloadTooLarge
+            | ErrorKind::BudgetExceeded
             | ErrorKind::Internal => false,
         }
     }

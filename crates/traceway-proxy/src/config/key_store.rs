@@ -26,6 +26,9 @@ pub const REDIS_PASSWORD: &str = "REDIS_PASSWORD";
 /// `general_settings.user_api_key_cache_ttl` says otherwise. Without Redis this bounds how long a
 /// deleted or changed key keeps working on the other replicas.
 pub const DEFAULT_KEY_CACHE_TTL: Duration = Duration::from_secs(10);
+/// How often call costs are written to the stored spend unless
+/// `general_settings.proxy_batch_write_at` says otherwise (LiteLLM's default).
+pub const DEFAULT_SPEND_WRITE_INTERVAL: Duration = Duration::from_secs(10);
 /// The SQLite file created beside the config file when no database URL is given.
 pub const DEFAULT_SQLITE_FILE: &str = "traceway.db";
 
@@ -62,6 +65,9 @@ pub struct KeyStoreSettings {
     pub redis_url: Option<Secret>,
     /// `general_settings.user_api_key_cache_ttl`.
     pub cache_ttl: Duration,
+    /// `general_settings.proxy_batch_write_at`: how often call costs are added to the stored
+    /// spend.
+    pub spend_write_interval: Duration,
 }
 
 impl Default for KeyStoreSettings {
@@ -70,6 +76,7 @@ impl Default for KeyStoreSettings {
             database: None,
             redis_url: None,
             cache_ttl: DEFAULT_KEY_CACHE_TTL,
+            spend_write_interval: DEFAULT_SPEND_WRITE_INTERVAL,
         }
     }
 }
@@ -171,6 +178,18 @@ pub(super) fn settings(
             _ => problems.push(ConfigProblem {
                 path: "general_settings.user_api_key_cache_ttl".into(),
                 message: "must be a number of seconds from 0 to 86400".into(),
+            }),
+        }
+    }
+
+    if let Some(v) = get(general, "proxy_batch_write_at") {
+        match v.as_f64() {
+            Some(s) if s.is_finite() && s > 0.0 && s <= 3_600.0 => {
+                out.spend_write_interval = Duration::from_secs_f64(s);
+            }
+            _ => problems.push(ConfigProblem {
+                path: "general_settings.proxy_batch_write_at".into(),
+                message: "must be a number of seconds above 0, at most 3600".into(),
             }),
         }
     }

@@ -83,6 +83,7 @@ const GENERAL_SETTINGS: &[&str] = &[
     "max_request_size_mb",
     "database_url",
     "user_api_key_cache_ttl",
+    "proxy_batch_write_at",
     "ui",
     "ui_trace_buffer_size",
 ];
@@ -94,7 +95,6 @@ const GENERAL_SETTINGS_LITELLM: &[&str] = &[
     "alert_types",
     "alert_to_webhook_url",
     "alerting_args",
-    "proxy_batch_write_at",
     "disable_spend_logs",
     "disable_error_logs",
     "allowed_routes",

@@ -1,8 +1,8 @@
-//! Token metering of calls made under a tpm limit: a complete response's usage is counted at
-//! once; a stream's when it ends (or the client goes away). A stream is asked for its usage
-//! chunk even when the client did not ask; that chunk is then kept from the client here.
+//! Token metering of virtual-key calls, for tpm limits and spend: a complete response's usage
+//! is counted at once; a stream's when it ends (or the client goes away). A stream is asked for
+//! its usage chunk even when the client did not ask; that chunk is then kept from the client here.
 
-use super::Meter;
+use super::{Meter, Tokens};
 use futures_util::Stream;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -23,12 +23,24 @@ pub fn ask_for_usage(request: &mut Request) -> bool {
     true
 }
 
-/// A complete response's total tokens.
-pub fn response_tokens(r: &Response) -> u64 {
+/// A complete response's tokens.
+pub fn response_tokens(r: &Response) -> Tokens {
     match r {
-        Response::Chat(r) => r.usage.as_ref().map_or(0, |u| u.total_tokens),
-        Response::Completion(r) => r.usage.as_ref().map_or(0, |u| u.total_tokens),
-        Response::Embedding(r) => r.usage.as_ref().map_or(0, |u| u.total_tokens),
+        Response::Chat(r) => r.usage.as_ref().map(usage_tokens).unwrap_or_default(),
+        Response::Completion(r) => r.usage.as_ref().map(usage_tokens).unwrap_or_default(),
+        Response::Embedding(r) => r.usage.as_ref().map_or_else(Tokens::default, |u| Tokens {
+            input: u.prompt_tokens,
+            output: 0,
+            total: u.total_tokens,
+        }),
+    }
+}
+
+fn usage_tokens(u: &traceway::types::Usage) -> Tokens {
+    Tokens {
+        input: u.prompt_tokens,
+        output: u.completion_tokens,
+        total: u.total_tokens,
     }
 }
 
@@ -38,7 +50,7 @@ pub struct Metered<S> {
     meter: Option<Meter>,
     /// Keep the usage chunk (and usage fields) from the client, who did not ask for them.
     strip: bool,
-    tokens: u64,
+    tokens: Tokens,
 }
 
 impl<S> Metered<S> {
@@ -48,13 +60,13 @@ impl<S> Metered<S> {
             inner,
             meter: Some(meter),
             strip,
-            tokens: 0,
+            tokens: Tokens::default(),
         }
     }
 
     fn flush(&mut self) {
         if let Some(m) = self.meter.take()
-            && self.tokens > 0
+            && self.tokens.total > 0
         {
             m.record_later(self.tokens);
         }
@@ -80,17 +92,18 @@ where
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(mut chunk))) => {
                     let (usage, no_choices) = match &mut chunk {
-                        Chunk::Chat(c) => (
-                            c.usage.as_ref().map(|u| u.total_tokens),
-                            c.choices.is_empty(),
-                        ),
-                        Chunk::Completion(c) => (
-                            c.usage.as_ref().map(|u| u.total_tokens),
-                            c.choices.is_empty(),
-                        ),
+                        Chunk::Chat(c) => {
+                            (c.usage.as_ref().map(usage_tokens), c.choices.is_empty())
+                        }
+                        Chunk::Completion(c) => {
+                            (c.usage.as_ref().map(usage_tokens), c.choices.is_empty())
+                        }
                     };
                     if let Some(t) = usage {
-                        this.tokens = this.tokens.max(t);
+                        // The last usage chunk is the whole call's; an earlier one never exceeds it.
+                        if t.total >= this.tokens.total {
+                            this.tokens = t;
+                        }
                     }
                     if this.strip && usage.is_some() {
                         if no_choices {

@@ -14,6 +14,7 @@ pub mod duration;
 pub mod limits;
 pub mod meter;
 pub mod routes;
+pub mod spend;
 pub mod store;
 
 use crate::config::key_store::{Database, KeyStoreSettings};
@@ -23,6 +24,7 @@ use futures_util::StreamExt;
 use limits::Limiter;
 use opentelemetry::KeyValue;
 use sha2::{Digest, Sha256};
+use spend::{Scope, SpendLedger};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -120,6 +122,60 @@ pub struct KeyInfo {
     pub blocked: bool,
     /// `turn_off_message_logging` in the key's or team's metadata.
     pub turn_off_message_logging: bool,
+    /// Its budget.
+    pub max_budget: Option<f64>,
+    /// What it has spent, as the database knew when it was read.
+    pub spend: f64,
+    /// Its team's budget.
+    pub team_max_budget: Option<f64>,
+    /// Its team's spend.
+    pub team_spend: f64,
+    /// Its user's budget.
+    pub user_max_budget: Option<f64>,
+    /// Its user's spend.
+    pub user_spend: f64,
+    /// Its organisation's budget.
+    pub org_max_budget: Option<f64>,
+    /// Its organisation's spend.
+    pub org_spend: f64,
+}
+
+impl KeyInfo {
+    /// Whose spend a call with this key adds to, each with its budget, its spend when read,
+    /// and how a budget error names it.
+    pub fn spend_scopes(&self) -> Vec<(Scope, Option<f64>, f64, String)> {
+        let mut scopes = vec![(
+            Scope::Key(self.token.clone()),
+            self.max_budget,
+            self.spend,
+            String::new(),
+        )];
+        if let Some(team) = &self.team_id {
+            scopes.push((
+                Scope::Team(team.clone()),
+                self.team_max_budget,
+                self.team_spend,
+                format!("Team={team} "),
+            ));
+        }
+        if let Some(user) = &self.user_id {
+            scopes.push((
+                Scope::User(user.clone()),
+                self.user_max_budget,
+                self.user_spend,
+                format!("User={user} "),
+            ));
+        }
+        if let Some(org) = &self.organization_id {
+            scopes.push((
+                Scope::Org(org.clone()),
+                self.org_max_budget,
+                self.org_spend,
+                format!("Organization={org} "),
+            ));
+        }
+        scopes
+    }
 }
 
 /// Who is calling.
@@ -235,6 +291,12 @@ pub struct Keys {
     loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Reads of a key from the store (cache misses that reached it).
     store_reads: std::sync::atomic::AtomicU64,
+    /// Call costs not yet written to the database.
+    pub spend: Arc<SpendLedger>,
+    /// How often pending spend is written (`general_settings.proxy_batch_write_at`).
+    spend_interval: Duration,
+    /// The task writing pending spend every `spend_interval`.
+    spend_writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// One request's turn at reading a key; the last one out (done or cancelled) removes the gate.
@@ -265,13 +327,10 @@ impl std::fmt::Debug for Keys {
 
 impl Drop for Keys {
     fn drop(&mut self) {
-        if let Some(task) = self
-            .subscriber
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            task.abort();
+        for slot in [&self.subscriber, &self.spend_writer] {
+            if let Some(task) = slot.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                task.abort();
+            }
         }
     }
 }
@@ -311,6 +370,9 @@ impl Keys {
             subscriber: Mutex::new(None),
             loading: Mutex::new(HashMap::new()),
             store_reads: std::sync::atomic::AtomicU64::new(0),
+            spend: Arc::default(),
+            spend_interval: settings.spend_write_interval,
+            spend_writer: Mutex::new(None),
         }
     }
 
@@ -375,11 +437,35 @@ impl Keys {
                 (Some(conn.clone()), Limiter::Redis(conn))
             }
         };
+        let writer = tokio::spawn(write_spend_every(
+            self.spend_interval,
+            self.spend.clone(),
+            store.clone(),
+            self.cache.clone(),
+        ));
+        if let Some(old) = self
+            .spend_writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(writer)
+        {
+            old.abort();
+        }
         Ok(Backend {
             store,
             redis,
             limiter,
         })
+    }
+
+    /// Writes the spend still pending to the database (at shutdown; the writer task does it
+    /// every `proxy_batch_write_at` meanwhile).
+    pub async fn write_spend(&self) {
+        if let Some(b) = self.backend.get()
+            && let Err(e) = self.spend.flush(&b.store, &self.cache).await
+        {
+            tracing::warn!("spend not written to the key database (kept for the next try): {e}");
+        }
     }
 
     /// The store, opened on first use.
@@ -491,6 +577,14 @@ impl Keys {
         if let Err(denied) = access::check(info, model, provider_models) {
             return Err(model_denied(info, model, denied));
         }
+        let spend_scopes = info.spend_scopes();
+        for (scope, max, spent, whose) in &spend_scopes {
+            let Some(max) = max else { continue };
+            let current = spent + self.spend.pending(scope);
+            if current >= *max {
+                return Err(over_budget(whose, current, *max));
+            }
+        }
         let limiter = &self.connect().await?.limiter;
         let mut scopes = Vec::new();
         if let Err(e) = limiter
@@ -514,9 +608,11 @@ impl Keys {
                 scopes.push(scope);
             }
         }
-        Ok((!scopes.is_empty()).then(|| Meter {
+        Ok(Some(Meter {
             keys: self.clone(),
             scopes,
+            spend: spend_scopes.into_iter().map(|(s, ..)| s).collect(),
+            price: None,
         }))
     }
 }
@@ -596,24 +692,78 @@ fn rate_limited(whose: &str, e: &limits::Exceeded) -> ApiError {
     ApiError(err)
 }
 
-/// Counts a call's tokens against the tpm limits that admitted it.
+/// Writes pending spend every `interval`, for as long as the key subsystem lives.
+async fn write_spend_every(
+    interval: Duration,
+    ledger: Arc<SpendLedger>,
+    store: Store,
+    cache: Arc<KeyCache>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = ledger.flush(&store, &cache).await {
+            tracing::warn!("spend not written to the key database (kept for the next try): {e}");
+        }
+    }
+}
+
+fn over_budget(whose: &str, current: f64, max: f64) -> ApiError {
+    ApiError(Error::new(
+        ErrorKind::BudgetExceeded,
+        format!("Budget has been exceeded! {whose}Current cost: {current}, Max budget: {max}"),
+    ))
+}
+
+/// A call's token counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    /// Input (prompt) tokens.
+    pub input: u64,
+    /// Output (completion) tokens.
+    pub output: u64,
+    /// All of them.
+    pub total: u64,
+}
+
+/// Counts a call's tokens against the tpm limits that admitted it, and its cost into the
+/// spend of its key, team, user and organisation.
 pub struct Meter {
     keys: Arc<Keys>,
     scopes: Vec<String>,
+    spend: Vec<Scope>,
+    price: Option<traceway::deployment::Price>,
 }
 
 impl Meter {
-    /// Adds `tokens` to this minute's usage.
-    pub async fn record(&self, tokens: u64) {
+    /// The answering deployment's prices (the call's cost is zero without them).
+    pub fn priced(&mut self, price: Option<traceway::deployment::Price>) {
+        self.price = price;
+    }
+
+    /// Adds `tokens` to this minute's usage and their cost to the spend.
+    pub async fn record(&self, tokens: Tokens) {
+        if let Some(price) = self.price {
+            self.keys
+                .spend
+                .add(&self.spend, price.cost(tokens.input, tokens.output));
+        }
         if let Some(b) = self.keys.backend.get() {
             for s in &self.scopes {
-                b.limiter.add_tokens(s, tokens).await;
+                b.limiter.add_tokens(s, tokens.total).await;
             }
         }
     }
 
-    /// Adds `tokens` in the background (from a stream that is ending, which cannot wait).
-    pub fn record_later(self, tokens: u64) {
+    /// Records `tokens` in the background (from a stream that is ending, which cannot wait);
+    /// their cost is added at once.
+    pub fn record_later(mut self, tokens: Tokens) {
+        if let Some(price) = self.price.take() {
+            self.keys
+                .spend
+                .add(&self.spend, price.cost(tokens.input, tokens.output));
+        }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move { self.record(tokens).await });
         }

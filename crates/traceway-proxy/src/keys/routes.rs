@@ -4,6 +4,7 @@
 
 use super::body::{Body, Kind};
 use super::duration::{self, iso8601, now_ms};
+use super::spend::Scope;
 use super::store::{
     JsonMap, KeyFilter, KeyRow, Member, OrgRow, Store, StoreError, TeamRow, UserRow,
 };
@@ -558,12 +559,16 @@ async fn key_update(
     if let Some(s) = input.spend {
         row.spend = s;
     }
+    let set_spend = input.spend;
     if let Some(b) = input.blocked {
         row.blocked = b;
     }
     row.extra.extend(input.extra);
     row.updated_at = now_ms();
     store.update_key(&row).await.map_err(duplicate)?;
+    if let Some(value) = set_spend {
+        store.set_spend(&Scope::Key(token.clone()), value).await?;
+    }
     keys.invalidate(Some(&token)).await;
     let mut obj = object(key_object(&row));
     obj.insert("key".into(), json!(given));
@@ -1353,6 +1358,11 @@ async fn user_update(
     user.extra.extend(extra);
     user.updated_at = now;
     store.update_user(&user).await?;
+    if let Some(value) = spend {
+        store
+            .set_spend(&Scope::User(user.user_id.clone()), value)
+            .await?;
+    }
     keys.invalidate(None).await;
     let teams = store.teams_of_user(&user.user_id).await?;
     Ok(Json(json!({

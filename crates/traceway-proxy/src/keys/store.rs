@@ -3,6 +3,7 @@
 //! for both (`$n` placeholders, which SQLite reads too); the schema is in `migrations/`.
 
 use super::KeyInfo;
+use super::spend::Scope;
 use crate::config::key_store::Database;
 use serde_json::{Map, Value};
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -435,13 +436,14 @@ impl Store {
         Ok(())
     }
 
-    /// Rewrites a key's every column but its token and creation.
+    /// Rewrites a key's every column but its token, creation and spend (which calls add to
+    /// meanwhile: [`Store::add_spend`], [`Store::set_spend`]).
     pub async fn update_key(&self, k: &KeyRow) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE traceway_keys SET key_alias = $2, user_id = $3, team_id = $4, \
              organization_id = $5, models = $6, metadata = $7, expires = $8, rpm_limit = $9, \
-             tpm_limit = $10, max_budget = $11, spend = $12, blocked = $13, extra = $14, \
-             updated_at = $15 WHERE token = $1",
+             tpm_limit = $10, max_budget = $11, blocked = $12, extra = $13, updated_at = $14 \
+             WHERE token = $1",
         )
         .bind(&k.token)
         .bind(&k.key_alias)
@@ -454,7 +456,6 @@ impl Store {
         .bind(k.rpm_limit)
         .bind(k.tpm_limit)
         .bind(k.max_budget)
-        .bind(k.spend)
         .bind(i64::from(k.blocked))
         .bind(text(&k.extra))
         .bind(k.updated_at)
@@ -578,13 +579,18 @@ impl Store {
     pub async fn resolve(&self, token: &str) -> Result<Option<KeyInfo>, StoreError> {
         let Some(row) = sqlx::query(
             "SELECT k.token, k.key_alias, k.user_id, k.team_id, k.organization_id, k.models, \
-             k.metadata, k.expires, k.rpm_limit, k.tpm_limit, k.blocked, t.team_alias, \
-             t.organization_id AS team_organization_id, t.models AS team_models, \
+             k.metadata, k.expires, k.rpm_limit, k.tpm_limit, k.blocked, k.max_budget, k.spend, \
+             t.team_alias, t.organization_id AS team_organization_id, t.models AS team_models, \
              t.metadata AS team_metadata, t.rpm_limit AS team_rpm_limit, \
-             t.tpm_limit AS team_tpm_limit, t.blocked AS team_blocked, u.user_role \
+             t.tpm_limit AS team_tpm_limit, t.blocked AS team_blocked, \
+             t.max_budget AS team_max_budget, t.spend AS team_spend, u.user_role, \
+             u.max_budget AS user_max_budget, u.spend AS user_spend, \
+             o.max_budget AS org_max_budget, o.spend AS org_spend \
              FROM traceway_keys k \
              LEFT JOIN traceway_teams t ON t.team_id = k.team_id \
              LEFT JOIN traceway_users u ON u.user_id = k.user_id \
+             LEFT JOIN traceway_organizations o \
+             ON o.organization_id = COALESCE(k.organization_id, t.organization_id) \
              WHERE k.token = $1",
         )
         .bind(token)
@@ -622,7 +628,38 @@ impl Store {
             blocked: r.try_get::<i64, _>("blocked")? != 0
                 || r.try_get::<Option<i64>, _>("team_blocked")?.unwrap_or(0) != 0,
             turn_off_message_logging: flag(&metadata) || flag(&team_metadata),
+            max_budget: r.try_get("max_budget")?,
+            spend: r.try_get("spend")?,
+            team_max_budget: r.try_get("team_max_budget")?,
+            team_spend: r.try_get::<Option<f64>, _>("team_spend")?.unwrap_or(0.0),
+            user_max_budget: r.try_get("user_max_budget")?,
+            user_spend: r.try_get::<Option<f64>, _>("user_spend")?.unwrap_or(0.0),
+            org_max_budget: r.try_get("org_max_budget")?,
+            org_spend: r.try_get::<Option<f64>, _>("org_spend")?.unwrap_or(0.0),
         }))
+    }
+
+    /// Sets one key's, team's, user's or organisation's spend (a management update that names it).
+    pub async fn set_spend(&self, scope: &Scope, value: f64) -> Result<(), StoreError> {
+        let (sql, id) = scope.set_spend();
+        sqlx::query(sql)
+            .bind(value)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Adds `amount` to one key's, team's, user's or organisation's spend, in the database
+    /// (one statement, so replicas adding at once all count).
+    pub async fn add_spend(&self, scope: &Scope, amount: f64) -> Result<(), StoreError> {
+        let (sql, id) = scope.add_spend();
+        sqlx::query(sql)
+            .bind(amount)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     // ---- teams ----
@@ -659,12 +696,12 @@ impl Store {
         Ok(())
     }
 
-    /// Rewrites a team's every column but its id and creation.
+    /// Rewrites a team's every column but its id, creation and spend (which calls add to).
     pub async fn update_team(&self, t: &TeamRow) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE traceway_teams SET team_alias = $2, organization_id = $3, models = $4, \
-             metadata = $5, rpm_limit = $6, tpm_limit = $7, max_budget = $8, spend = $9, \
-             blocked = $10, extra = $11, updated_at = $12 WHERE team_id = $1",
+             metadata = $5, rpm_limit = $6, tpm_limit = $7, max_budget = $8, blocked = $9, \
+             extra = $10, updated_at = $11 WHERE team_id = $1",
         )
         .bind(&t.team_id)
         .bind(&t.team_alias)
@@ -674,7 +711,6 @@ impl Store {
         .bind(t.rpm_limit)
         .bind(t.tpm_limit)
         .bind(t.max_budget)
-        .bind(t.spend)
         .bind(i64::from(t.blocked))
         .bind(text(&t.extra))
         .bind(t.updated_at)
@@ -873,11 +909,11 @@ impl Store {
         Ok(())
     }
 
-    /// Rewrites a user's every column but its id and creation.
+    /// Rewrites a user's every column but its id, creation and spend (which calls add to).
     pub async fn update_user(&self, u: &UserRow) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE traceway_users SET user_email = $2, user_alias = $3, user_role = $4, \
-             models = $5, metadata = $6, max_budget = $7, spend = $8, extra = $9, updated_at = $10 \
+             models = $5, metadata = $6, max_budget = $7, extra = $8, updated_at = $9 \
              WHERE user_id = $1",
         )
         .bind(&u.user_id)
@@ -887,7 +923,6 @@ impl Store {
         .bind(text(&u.models))
         .bind(text(&u.metadata))
         .bind(u.max_budget)
-        .bind(u.spend)
         .bind(text(&u.extra))
         .bind(u.updated_at)
         .execute(&self.pool)

@@ -1,0 +1,154 @@
+//! Spend of virtual keys, and of the teams, users and organisations they belong to: each
+//! answered call's cost (its tokens at the answering deployment's configured prices) is added
+//! here at once and written to the database in batches (`general_settings.proxy_batch_write_at`,
+//! as LiteLLM batches its spend updates), and on shutdown. Budget checks count what is still
+//! waiting here, so this replica enforces a budget from the very next request.
+
+use super::cache::KeyCache;
+use super::store::{Store, StoreError};
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+/// Whose spend a cost adds to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// A key, by its hash.
+    Key(String),
+    /// A team.
+    Team(String),
+    /// A user.
+    User(String),
+    /// An organisation.
+    Org(String),
+}
+
+/// `(set spend to $1, add $1 to spend)` per table, each `WHERE` its id column `= $2`.
+const STATEMENTS: [(&str, &str); 4] = [
+    (
+        "UPDATE traceway_keys SET spend = $1 WHERE token = $2",
+        "UPDATE traceway_keys SET spend = spend + $1 WHERE token = $2",
+    ),
+    (
+        "UPDATE traceway_teams SET spend = $1 WHERE team_id = $2",
+        "UPDATE traceway_teams SET spend = spend + $1 WHERE team_id = $2",
+    ),
+    (
+        "UPDATE traceway_users SET spend = $1 WHERE user_id = $2",
+        "UPDATE traceway_users SET spend = spend + $1 WHERE user_id = $2",
+    ),
+    (
+        "UPDATE traceway_organizations SET spend = $1 WHERE organization_id = $2",
+        "UPDATE traceway_organizations SET spend = spend + $1 WHERE organization_id = $2",
+    ),
+];
+
+impl Scope {
+    fn statements(&self) -> ((&'static str, &'static str), &str) {
+        match self {
+            Scope::Key(id) => (STATEMENTS[0], id),
+            Scope::Team(id) => (STATEMENTS[1], id),
+            Scope::User(id) => (STATEMENTS[2], id),
+            Scope::Org(id) => (STATEMENTS[3], id),
+        }
+    }
+
+    /// The statement setting this scope's `spend` to `$1`, and the id it binds as `$2`.
+    pub(crate) fn set_spend(&self) -> (&'static str, &str) {
+        let ((set, _), id) = self.statements();
+        (set, id)
+    }
+
+    /// The statement adding `$1` to this scope's `spend`, and the id it binds as `$2`.
+    pub(crate) fn add_spend(&self) -> (&'static str, &str) {
+        let ((_, add), id) = self.statements();
+        (add, id)
+    }
+}
+
+/// Costs recorded here and not yet written to the database.
+#[derive(Debug, Default)]
+pub struct SpendLedger {
+    pending: Mutex<HashMap<Scope, f64>>,
+}
+
+impl SpendLedger {
+    /// Adds `cost` to every scope of `scopes`.
+    pub fn add(&self, scopes: &[Scope], cost: f64) {
+        if !(cost.is_finite() && cost > 0.0) {
+            return;
+        }
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        for scope in scopes {
+            *pending.entry(scope.clone()).or_default() += cost;
+        }
+    }
+
+    /// What `scope` spent here that the database does not hold yet.
+    pub fn pending(&self, scope: &Scope) -> f64 {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(scope)
+            .copied()
+            .unwrap_or(0.0)
+    }
+
+    /// Writes what is pending to `store` (each scope's spend grows by its amount in one
+    /// `UPDATE`), then forgets the cached keys so that their next check reads the new spend.
+    /// What could not be written stays pending for the next flush.
+    pub async fn flush(&self, store: &Store, cache: &KeyCache) -> Result<(), StoreError> {
+        let snapshot: Vec<(Scope, f64)> = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(s, v)| (s.clone(), *v))
+            .collect();
+        let mut written = Vec::with_capacity(snapshot.len());
+        let mut failed = None;
+        for (scope, amount) in snapshot {
+            match store.add_spend(&scope, amount).await {
+                Ok(()) => written.push((scope, amount)),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if !written.is_empty() {
+            // Cleared before the amounts leave `pending`: a check in between counts them twice
+            // (a moment's over-count), never zero times.
+            cache.clear();
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            for (scope, amount) in written {
+                if let Some(left) = pending.get_mut(&scope) {
+                    *left -= amount;
+                    if *left <= f64::EPSILON {
+                        pending.remove(&scope);
+                    }
+                }
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn costs_add_up_per_scope_and_nothing_else_counts() {
+        let ledger = SpendLedger::default();
+        let key = Scope::Key("h".into());
+        let team = Scope::Team("t".into());
+        ledger.add(&[key.clone(), team.clone()], 0.25);
+        ledger.add(std::slice::from_ref(&key), 0.5);
+        for nothing in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            ledger.add(std::slice::from_ref(&key), nothing);
+        }
+        assert_eq!(ledger.pending(&key), 0.75);
+        assert_eq!(ledger.pending(&team), 0.25);
+        assert_eq!(ledger.pending(&Scope::User("u".into())), 0.0);
+    }
+}
