@@ -1259,7 +1259,9 @@ fn arb_yaml_value() -> impl Strategy<Value = String> {
 }
 
 fn slot(default: &str) -> BoxedStrategy<String> {
-    prop_oneof![6 => Just(default.to_owned()), 1 => arb_yaml_value()].boxed()
+    // About two generated values per config: with 28 slots at 6:1, only 1.3% of configs kept
+    // every default, and one run in five of 128 cases had no valid config to build at all.
+    prop_oneof![14 => Just(default.to_owned()), 1 => arb_yaml_value()].boxed()
 }
 
 /// The config's values, in order, each a YAML snippet; these all valid.

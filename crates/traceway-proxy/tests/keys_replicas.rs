@@ -107,3 +107,84 @@ async fn without_redis_limits_are_per_instance_and_deletions_wait_for_the_cache_
         "within the 1 s TTL: {took:?}"
     );
 }
+
+/// Redis over TLS (`rediss://`, or `REDIS_HOST` with `REDIS_SSL=true`), verified with
+/// `REDIS_SSL_CA_CERTS`: two replicas still share a limit and a deletion through it; without
+/// the CA, a replica does not start and says Redis is why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_limits_through_a_tls_redis() {
+    use traceway_testkit::tls_front::{FrontOptions, TlsFront, material};
+    clear_of_minute_boundary().await;
+    let db = database(Db::Postgres).await;
+    let redis = redis_url().await;
+    let backend = url::Url::parse(&redis).unwrap();
+    let backend = std::net::SocketAddr::new(
+        backend.host_str().unwrap().parse().unwrap(),
+        backend.port().unwrap_or(6379),
+    );
+    let front = TlsFront::start(backend, FrontOptions::default()).await;
+    let ca = material("ca.pem").to_str().unwrap().to_owned();
+    let cfg = config(MOCK_MODELS, "  user_api_key_cache_ttl: 600\n");
+    let tls_url = format!("rediss://127.0.0.1:{}", front.port());
+    let a = proxy(
+        &cfg,
+        &[
+            ("DATABASE_URL", db.url.as_str()),
+            ("REDIS_URL", tls_url.as_str()),
+            ("REDIS_SSL_CA_CERTS", ca.as_str()),
+        ],
+    )
+    .await;
+    let port = front.port().to_string();
+    let b = proxy(
+        &cfg,
+        &[
+            ("DATABASE_URL", db.url.as_str()),
+            ("REDIS_HOST", "127.0.0.1"),
+            ("REDIS_PORT", port.as_str()),
+            ("REDIS_SSL", "true"),
+            ("REDIS_SSL_CA_CERTS", ca.as_str()),
+        ],
+    )
+    .await;
+    assert!(
+        front.accepted() >= 2,
+        "both replicas reached Redis through TLS"
+    );
+
+    let admin = Api::new(&a.url(), MASTER);
+    let key = admin.key(json!({"rpm_limit": 2})).await;
+    let (on_a, on_b) = (Api::new(&a.url(), &key), Api::new(&b.url(), &key));
+    assert_eq!(on_a.chat("m").await.0, 200);
+    assert_eq!(on_b.chat("m").await.0, 200);
+    error(&on_a.chat("m").await, 429);
+    error(&on_b.chat("m").await, 429);
+    let doomed = admin.key(json!({})).await;
+    let doomed_on_b = Api::new(&b.url(), &doomed);
+    assert_eq!(doomed_on_b.chat("m").await.0, 200);
+    admin.post("/key/delete", json!({"keys": [doomed]})).await;
+    eventually(&doomed_on_b, "m", 401, Duration::from_secs(3)).await;
+
+    // The system's roots do not know the test CA: start-up stops on Redis.
+    traceway::client::install_crypto_provider();
+    let vars: std::collections::HashMap<String, String> = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("REDIS_URL", tls_url.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let parsed =
+        traceway_proxy::config::ProxyConfig::parse(&cfg, "test.yaml", std::sync::Arc::new(vars))
+            .unwrap();
+    let refused = traceway_proxy::app::App::build(parsed, false)
+        .unwrap()
+        .spawn("127.0.0.1:0")
+        .await;
+    let message = match refused {
+        Ok(_) => panic!("a replica started on a Redis it cannot verify"),
+        Err(e) => e.to_string(),
+    };
+    assert!(message.contains("Redis"), "{message}");
+    assert!(front.refused() >= 1);
+}

@@ -17,6 +17,10 @@ pub const DATABASE_URL: &str = "DATABASE_URL";
 pub const REDIS_URL: &str = "REDIS_URL";
 /// Redis host when neither `router_settings` nor `REDIS_URL` names one (LiteLLM's variable).
 pub const REDIS_HOST: &str = "REDIS_HOST";
+/// `true` reaches `REDIS_HOST` over TLS (`rediss://`), as LiteLLM's variable.
+pub const REDIS_SSL: &str = "REDIS_SSL";
+/// PEM file of the CA certificates that verify a TLS Redis, instead of the system's roots.
+pub const REDIS_SSL_CA_CERTS: &str = "REDIS_SSL_CA_CERTS";
 /// Redis port that goes with `REDIS_HOST` (default 6379).
 pub const REDIS_PORT: &str = "REDIS_PORT";
 /// Redis password that goes with `REDIS_HOST`.
@@ -61,8 +65,11 @@ pub struct KeyStoreSettings {
     /// `general_settings.database_url`, `DATABASE_URL`, or `None` for the default (a
     /// `traceway.db` beside the config file, or in memory without one).
     pub database: Option<Database>,
-    /// Redis URL from `router_settings` or the environment.
+    /// Redis URL from `router_settings` or the environment (`rediss://` for TLS).
     pub redis_url: Option<Secret>,
+    /// `REDIS_SSL_CA_CERTS`: the CA certificates (PEM) a TLS Redis is verified with, instead of
+    /// the system's roots.
+    pub redis_ca: Option<std::sync::Arc<[u8]>>,
     /// `general_settings.user_api_key_cache_ttl`.
     pub cache_ttl: Duration,
     /// `general_settings.proxy_batch_write_at`: how often call costs are added to the stored
@@ -75,6 +82,7 @@ impl Default for KeyStoreSettings {
         KeyStoreSettings {
             database: None,
             redis_url: None,
+            redis_ca: None,
             cache_ttl: DEFAULT_KEY_CACHE_TTL,
             spend_write_interval: DEFAULT_SPEND_WRITE_INTERVAL,
         }
@@ -195,6 +203,21 @@ pub(super) fn settings(
     }
 
     out.redis_url = redis_url(router, env, problems);
+    if let Some(path) = non_empty(env.var(REDIS_SSL_CA_CERTS)) {
+        match std::fs::read(path.trim()) {
+            Ok(pem) if String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") => {
+                out.redis_ca = Some(pem.into());
+            }
+            Ok(_) => problems.push(ConfigProblem {
+                path: REDIS_SSL_CA_CERTS.into(),
+                message: format!("\"{}\" holds no PEM certificate", path.trim()),
+            }),
+            Err(e) => problems.push(ConfigProblem {
+                path: REDIS_SSL_CA_CERTS.into(),
+                message: format!("\"{}\" cannot be read ({e})", path.trim()),
+            }),
+        }
+    }
     out
 }
 
@@ -218,15 +241,34 @@ fn redis_url(
         }
     };
     let checked = |url: String, path: &str, problems: &mut Vec<ConfigProblem>| {
-        if url.starts_with("redis://") || url.starts_with("unix://") {
+        if ["redis://", "rediss://", "unix://"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
+        {
             Some(Secret::new(url))
         } else {
             problems.push(ConfigProblem {
                 path: path.to_owned(),
-                message: "must be a redis://… URL (TLS, rediss://, is not supported yet)".into(),
+                message: "must be a redis://… URL (rediss://… for TLS)".into(),
             });
             None
         }
+    };
+    let tls = |key: &str, var: &str, problems: &mut Vec<ConfigProblem>| -> bool {
+        let given = match router.and_then(|r| r.get(key)) {
+            Some(Value::Bool(b)) => Some(*b),
+            None | Some(Value::Null) => None,
+            Some(_) => {
+                problems.push(ConfigProblem {
+                    path: format!("router_settings.{key}"),
+                    message: "must be true or false".into(),
+                });
+                None
+            }
+        };
+        given
+            .or_else(|| env.var(var).and_then(|v| crate::config::ui::truthy(&v)))
+            .unwrap_or(false)
     };
     if let Some(url) = text("redis_url", problems) {
         return checked(url, "router_settings.redis_url", problems);
@@ -234,7 +276,8 @@ fn redis_url(
     if let Some(host) = text("redis_host", problems) {
         let port = text("redis_port", problems);
         let password = text("redis_password", problems);
-        return from_parts(&host, port.as_deref(), password.as_deref()).or_else(|| {
+        let tls = tls("redis_ssl", REDIS_SSL, problems);
+        return from_parts(&host, port.as_deref(), password.as_deref(), tls).or_else(|| {
             problems.push(ConfigProblem {
                 path: "router_settings.redis_host".into(),
                 message: "with redis_port does not make a valid address".into(),
@@ -248,7 +291,8 @@ fn redis_url(
     if let Some(host) = non_empty(env.var(REDIS_HOST)) {
         let port = non_empty(env.var(REDIS_PORT));
         let password = non_empty(env.var(REDIS_PASSWORD));
-        return from_parts(&host, port.as_deref(), password.as_deref()).or_else(|| {
+        let tls = tls("redis_ssl", REDIS_SSL, problems);
+        return from_parts(&host, port.as_deref(), password.as_deref(), tls).or_else(|| {
             problems.push(ConfigProblem {
                 path: REDIS_HOST.into(),
                 message: format!("with {REDIS_PORT} does not make a valid address"),
@@ -259,13 +303,15 @@ fn redis_url(
     None
 }
 
-/// `redis://[:password@]host:port`, the password percent-encoded by the URL type.
-fn from_parts(host: &str, port: Option<&str>, password: Option<&str>) -> Option<Secret> {
+/// `redis://[:password@]host:port` (`rediss://` with `tls`), the password percent-encoded by
+/// the URL type.
+fn from_parts(host: &str, port: Option<&str>, password: Option<&str>, tls: bool) -> Option<Secret> {
     let port: u16 = match port {
         Some(p) => p.trim().parse().ok()?,
         None => 6379,
     };
-    let mut url = url::Url::parse(&format!("redis://{}:{port}", host.trim())).ok()?;
+    let scheme = if tls { "rediss" } else { "redis" };
+    let mut url = url::Url::parse(&format!("{scheme}://{}:{port}", host.trim())).ok()?;
     if let Some(pw) = password {
         url.set_password(Some(pw)).ok()?;
     }
@@ -396,5 +442,56 @@ mod tests {
         assert!(problems.is_empty());
         master_key(None, &env(&[(LITELLM_MASTER_KEY, "nope")]), &mut problems);
         assert_eq!(problems[0].path, LITELLM_MASTER_KEY);
+    }
+
+    #[test]
+    fn redis_over_tls_is_a_rediss_url_with_an_optional_ca_file() {
+        let mut problems = Vec::new();
+        let s = settings(
+            &json!({"router_settings": {"redis_url": "rediss://:pw@cache:6380"}}),
+            &env(&[]),
+            &mut problems,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(s.redis_url.unwrap().expose(), "rediss://:pw@cache:6380");
+        let s = settings(
+            &json!({"router_settings": {"redis_host": "cache", "redis_ssl": true}}),
+            &env(&[]),
+            &mut problems,
+        );
+        assert_eq!(s.redis_url.unwrap().expose(), "rediss://cache:6379");
+        let s = settings(
+            &json!({}),
+            &env(&[(REDIS_HOST, "cache"), (REDIS_SSL, "True")]),
+            &mut problems,
+        );
+        assert_eq!(s.redis_url.unwrap().expose(), "rediss://cache:6379");
+        assert!(problems.is_empty(), "{problems:?}");
+
+        let config = std::env::temp_dir().join(format!("traceway-ks-{}.yaml", std::process::id()));
+        std::fs::write(&config, "not a certificate").unwrap();
+        for (path, says) in [
+            ("/nowhere/ca.pem", "cannot be read"),
+            (config.to_str().unwrap(), "holds no PEM certificate"),
+        ] {
+            let mut problems = Vec::new();
+            let s = settings(
+                &json!({}),
+                &env(&[(REDIS_SSL_CA_CERTS, path)]),
+                &mut problems,
+            );
+            assert!(s.redis_ca.is_none());
+            let found: Vec<(&str, &str)> = problems
+                .iter()
+                .map(|p| (p.path.as_str(), p.message.as_str()))
+                .collect();
+            assert!(
+                found
+                    .iter()
+                    .any(|(p, m)| *p == REDIS_SSL_CA_CERTS && m.contains(says)),
+                "{found:?}"
+            );
+        }
+        let _ = std::fs::remove_file(&config);
     }
 }

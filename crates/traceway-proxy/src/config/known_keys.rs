@@ -164,6 +164,7 @@ const ROUTER_SETTINGS: &[&str] = &[
     "redis_port",
     "redis_password",
     "redis_url",
+    "redis_ssl",
 ];
 const ROUTER_SETTINGS_LITELLM: &[&str] = &[
     "routing_strategy_args",

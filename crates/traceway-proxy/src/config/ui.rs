@@ -48,7 +48,8 @@ impl UiSettings {
     }
 }
 
-fn truthy(v: &str) -> Option<bool> {
+/// `true`/`1`/`yes`/`on` or `false`/`0`/`no`/`off`/empty, in any case; `None` for anything else.
+pub(crate) fn truthy(v: &str) -> Option<bool> {
     match v.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Some(true),
         "false" | "0" | "no" | "off" | "" => Some(false),

@@ -282,6 +282,8 @@ pub struct Keys {
     master_hash: Arc<str>,
     database: Database,
     redis_url: Option<Secret>,
+    /// The CA certificates a TLS Redis is verified with (`REDIS_SSL_CA_CERTS`).
+    redis_ca: Option<Arc<[u8]>>,
     /// Keys looked up recently.
     pub cache: Arc<KeyCache>,
     backend: tokio::sync::OnceCell<Backend>,
@@ -365,6 +367,7 @@ impl Keys {
             master_hash: hash_key(master_key.expose()).into(),
             database: settings.database_for(config_file),
             redis_url: settings.redis_url.clone(),
+            redis_ca: settings.redis_ca.clone(),
             cache: Arc::new(KeyCache::new(settings.cache_ttl)),
             backend: tokio::sync::OnceCell::new(),
             subscriber: Mutex::new(None),
@@ -406,8 +409,17 @@ impl Keys {
         let (redis, limiter) = match &self.redis_url {
             None => (None, Limiter::local()),
             Some(url) => {
-                let client = redis::Client::open(url.expose())
-                    .map_err(|_| KeysError::Redis("the Redis URL is not valid".into()))?;
+                let client = match &self.redis_ca {
+                    Some(ca) => redis::Client::build_with_tls(
+                        url.expose(),
+                        redis::TlsCertificates {
+                            client_tls: None,
+                            root_cert: Some(ca.to_vec()),
+                        },
+                    ),
+                    None => redis::Client::open(url.expose()),
+                }
+                .map_err(|_| KeysError::Redis("the Redis URL is not valid".into()))?;
                 let config = redis::aio::ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(Duration::from_secs(2)))
                     .set_response_timeout(Some(Duration::from_secs(2)))
