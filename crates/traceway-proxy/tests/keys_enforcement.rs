@@ -27,6 +27,7 @@ on_both_databases!(
     a_regenerated_key_replaces_the_old_one_with_its_settings,
     budgets_stop_keys_teams_users_and_organisations_that_spent_them,
     spend_is_stored_for_keys_teams_users_and_organisations,
+    budgets_reset_every_budget_duration,
 );
 
 /// A deployment `priced` with per-token prices, beside the two free mock groups.
@@ -748,4 +749,68 @@ async fn streams_stay_lean_under_a_key(db: Db) {
             );
         }
     }
+}
+
+/// Polls a chat call to `model` until it answers `status`, for up to five seconds.
+async fn until_status(api: &Api, model: &str, status: u16) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = api.chat(model).await.0;
+        if got == status {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {got}, not {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// LiteLLM's `budget_duration`: a key's (or team's, or user's) spend returns to 0 when the
+/// duration has run out, and the next reset is a duration later; `budget_reset_at` says when.
+/// A malformed duration is a 400 naming it.
+async fn budgets_reset_every_budget_duration(db: Db) {
+    let db = database(db).await;
+    let p = priced_proxy(&db).await;
+    let admin = Api::new(&p.url(), MASTER);
+    let tiny = 0.000_001;
+
+    let made = admin
+        .generate(json!({"max_budget": tiny, "budget_duration": "1s"}))
+        .await;
+    assert_eq!(made["budget_duration"], "1s");
+    let first_reset = made["budget_reset_at"].as_str().unwrap().to_owned();
+    let key = admin.as_key(made["key"].as_str().unwrap());
+    assert_eq!(key.chat("priced").await.0, 200);
+    error(&key.chat("priced").await, 400);
+    until_status(&key, "priced", 200).await;
+    let (_, info) = admin
+        .get(&format!("/key/info?key={}", made["key"].as_str().unwrap()))
+        .await;
+    let next_reset = info["info"]["budget_reset_at"].as_str().unwrap().to_owned();
+    assert!(next_reset > first_reset, "{next_reset} after {first_reset}");
+
+    let (s, team) = admin
+        .post(
+            "/team/new",
+            json!({"max_budget": tiny, "budget_duration": "1s"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{team}");
+    assert!(team["budget_reset_at"].is_string(), "{team}");
+    let member = admin.as_key(&admin.key(json!({"team_id": team["team_id"]})).await);
+    assert_eq!(member.chat("priced").await.0, 200);
+    error(&member.chat("priced").await, 400);
+    until_status(&member, "priced", 200).await;
+
+    let e = error(
+        &admin
+            .post("/key/generate", json!({"budget_duration": "soon"}))
+            .await,
+        400,
+    )
+    .clone();
+    assert_eq!(e["param"], "budget_duration");
+    p.shutdown().await;
 }

@@ -704,7 +704,8 @@ fn rate_limited(whose: &str, e: &limits::Exceeded) -> ApiError {
     ApiError(err)
 }
 
-/// Writes pending spend every `interval`, for as long as the key subsystem lives.
+/// Writes pending spend and makes due budget resets every `interval`, for as long as the key
+/// subsystem lives.
 async fn write_spend_every(
     interval: Duration,
     ledger: Arc<SpendLedger>,
@@ -717,6 +718,9 @@ async fn write_spend_every(
         tick.tick().await;
         if let Err(e) = ledger.flush(&store, &cache).await {
             tracing::warn!("spend not written to the key database (kept for the next try): {e}");
+        }
+        if let Err(e) = spend::reset_due_budgets(&store, &cache).await {
+            tracing::warn!("budget resets not made (tried again next time): {e}");
         }
     }
 }

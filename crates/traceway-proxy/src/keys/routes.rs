@@ -183,6 +183,18 @@ fn opt_ts(ms: Option<i64>) -> Value {
     ms.map_or(Value::Null, ts)
 }
 
+/// When a budget given this `budget_duration` (in `extra`) next resets; a malformed one is a 400.
+fn reset_at(extra: &JsonMap, now: i64) -> Result<Option<i64>, ApiError> {
+    super::spend::budget_reset_at(extra, now).map_err(|e| {
+        ApiError::bad_request(format!("budget_duration: {e}"), Some("budget_duration"))
+    })
+}
+
+/// Whether an update changed `budget_duration` (so its reset time is counted again from now).
+fn new_duration(before: Option<&Value>, extra: &JsonMap) -> bool {
+    extra.get("budget_duration") != before
+}
+
 fn duplicate(e: StoreError) -> ApiError {
     match e {
         StoreError::Duplicate("key_alias") => ApiError::bad_request(
@@ -231,6 +243,7 @@ fn key_object(k: &KeyRow) -> Value {
         "tpm_limit": k.tpm_limit,
         "max_budget": k.max_budget,
         "spend": k.spend,
+        "budget_reset_at": opt_ts(k.budget_reset_at),
         "blocked": k.blocked,
         "created_by": k.created_by,
         "created_at": ts(k.created_at),
@@ -269,6 +282,7 @@ fn team_object(t: &TeamRow, members: &[Member]) -> Value {
         "tpm_limit": t.tpm_limit,
         "max_budget": t.max_budget,
         "spend": t.spend,
+        "budget_reset_at": opt_ts(t.budget_reset_at),
         "blocked": t.blocked,
         "created_at": ts(t.created_at),
         "updated_at": ts(t.updated_at),
@@ -293,6 +307,7 @@ fn user_object(u: &UserRow, teams: &[TeamRow]) -> Value {
         "metadata": u.metadata,
         "max_budget": u.max_budget,
         "spend": u.spend,
+        "budget_reset_at": opt_ts(u.budget_reset_at),
         "teams": teams.iter().map(|t| t.team_id.clone()).collect::<Vec<_>>(),
         "created_at": ts(u.created_at),
         "updated_at": ts(u.updated_at),
@@ -423,6 +438,7 @@ async fn create_key(
         require_org(store, o).await?;
     }
     let now = now_ms();
+    let budget_reset_at = reset_at(&input.extra, now)?;
     if let Some(u) = &input.user_id
         && store.user(u).await?.is_none()
     {
@@ -448,6 +464,7 @@ async fn create_key(
         created_by: caller.user_id().map(str::to_owned),
         created_at: now,
         updated_at: now,
+        budget_reset_at,
     };
     store.insert_key(&row).await.map_err(duplicate)?;
     Ok((key, row))
@@ -563,11 +580,20 @@ async fn key_update(
     if let Some(b) = input.blocked {
         row.blocked = b;
     }
+    let before = row.extra.get("budget_duration").cloned();
     row.extra.extend(input.extra);
     row.updated_at = now_ms();
+    let reset_changed = new_duration(before.as_ref(), &row.extra);
+    if reset_changed {
+        row.budget_reset_at = reset_at(&row.extra, row.updated_at)?;
+    }
     store.update_key(&row).await.map_err(duplicate)?;
+    let scope = Scope::Key(token.clone());
     if let Some(value) = set_spend {
-        store.set_spend(&Scope::Key(token.clone()), value).await?;
+        store.set_spend(&scope, value).await?;
+    }
+    if reset_changed {
+        store.set_budget_reset(&scope, row.budget_reset_at).await?;
     }
     keys.invalidate(Some(&token)).await;
     let mut obj = object(key_object(&row));
@@ -884,6 +910,7 @@ async fn team_new(
         ..TeamRow::default()
     };
     read_team_fields(store, &mut b, &mut team).await?;
+    team.budget_reset_at = reset_at(&team.extra, now)?;
     let members = b.list("members_with_roles")?.unwrap_or_default();
     b.finish();
     let members = members_input(store, "members_with_roles", members).await?;
@@ -960,10 +987,15 @@ async fn team_update(
         .team(&team_id)
         .await?
         .ok_or_else(|| not_found(format!("team \"{team_id}\" does not exist")))?;
+    let before = team.extra.get("budget_duration").cloned();
     read_team_fields(store, &mut b, &mut team).await?;
     let members = b.list("members_with_roles")?;
     b.finish();
     let now = now_ms();
+    let reset_changed = new_duration(before.as_ref(), &team.extra);
+    if reset_changed {
+        team.budget_reset_at = reset_at(&team.extra, now)?;
+    }
     if let Some(members) = members {
         let members = members_input(store, "members_with_roles", members).await?;
         store.clear_members(&team_id).await?;
@@ -975,6 +1007,11 @@ async fn team_update(
     }
     team.updated_at = now;
     store.update_team(&team).await?;
+    if reset_changed {
+        store
+            .set_budget_reset(&Scope::Team(team_id.clone()), team.budget_reset_at)
+            .await?;
+    }
     keys.invalidate(None).await;
     Ok(Json(json!({
         "team_id": team_id,
@@ -1230,10 +1267,20 @@ async fn user_new(
     if input.max_budget.is_some() {
         user.max_budget = input.max_budget;
     }
+    let before = user.extra.get("budget_duration").cloned();
     user.extra.extend(user_extra);
     user.updated_at = now;
+    let reset_changed = new_duration(before.as_ref(), &user.extra);
+    if reset_changed {
+        user.budget_reset_at = reset_at(&user.extra, now)?;
+    }
     store.insert_user(&user).await?;
     store.update_user(&user).await?;
+    if reset_changed {
+        store
+            .set_budget_reset(&Scope::User(user_id.clone()), user.budget_reset_at)
+            .await?;
+    }
     for (t, role) in &teams {
         let role = if role == "admin" { "admin" } else { "user" };
         store.upsert_member(t, &user_id, role, now).await?;
@@ -1355,13 +1402,20 @@ async fn user_update(
     if let Some(s) = spend {
         user.spend = s;
     }
+    let before = user.extra.get("budget_duration").cloned();
     user.extra.extend(extra);
     user.updated_at = now;
+    let reset_changed = new_duration(before.as_ref(), &user.extra);
+    if reset_changed {
+        user.budget_reset_at = reset_at(&user.extra, now)?;
+    }
     store.update_user(&user).await?;
+    let scope = Scope::User(user.user_id.clone());
     if let Some(value) = spend {
-        store
-            .set_spend(&Scope::User(user.user_id.clone()), value)
-            .await?;
+        store.set_spend(&scope, value).await?;
+    }
+    if reset_changed {
+        store.set_budget_reset(&scope, user.budget_reset_at).await?;
     }
     keys.invalidate(None).await;
     let teams = store.teams_of_user(&user.user_id).await?;

@@ -1,4 +1,5 @@
-//! Spend of virtual keys, and of the teams, users and organisations they belong to: each
+//! Spend of virtual keys, and of the teams, users and organisations they belong to, and its
+//! resets every `budget_duration`: each
 //! answered call's cost (its tokens at the answering deployment's configured prices) is added
 //! here at once and written to the database in batches (`general_settings.proxy_batch_write_at`,
 //! as LiteLLM batches its spend updates), and on shutdown. Budget checks count what is still
@@ -131,6 +132,43 @@ impl SpendLedger {
         }
         failed.map_or(Ok(()), Err)
     }
+}
+
+/// Returns to 0 the spend of every key, team and user whose `budget_duration` has run out,
+/// and sets its next reset a duration from now (LiteLLM's rule); one whose duration was removed
+/// or cannot be read resets no more. Each reset happens once, whichever replica gets to it
+/// first. Returns how many this call reset.
+pub async fn reset_due_budgets(store: &Store, cache: &KeyCache) -> Result<usize, StoreError> {
+    let now = super::duration::now_ms();
+    let mut done = 0;
+    for (scope, extra, due) in store.due_budget_resets(now).await? {
+        let next = budget_reset_at(&extra, now).ok().flatten();
+        if store.reset_budget(&scope, due, next).await? {
+            done += 1;
+        }
+    }
+    if done > 0 {
+        cache.clear();
+    }
+    Ok(done)
+}
+
+/// When a budget with `extra`'s `budget_duration` next resets, counted from `now` (Unix ms);
+/// `None` without one.
+pub fn budget_reset_at(
+    extra: &serde_json::Map<String, serde_json::Value>,
+    now: i64,
+) -> Result<Option<i64>, super::duration::DurationError> {
+    let Some(text) = extra
+        .get("budget_duration")
+        .and_then(serde_json::Value::as_str)
+    else {
+        return Ok(None);
+    };
+    let every = super::duration::parse(text)?;
+    Ok(Some(now.saturating_add(
+        i64::try_from(every.as_millis()).unwrap_or(i64::MAX),
+    )))
 }
 
 #[cfg(test)]

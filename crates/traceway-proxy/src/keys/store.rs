@@ -45,14 +45,68 @@ impl<'s> MigrationSource<'s> for Embedded {
         self,
     ) -> futures_util::future::BoxFuture<'s, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
         Box::pin(async {
-            Ok(vec![Migration::new(
-                1,
-                "virtual keys".into(),
-                MigrationType::Simple,
-                include_str!("../../migrations/0001_virtual_keys.sql").into_sql_str(),
-                false,
-            )])
+            Ok(vec![
+                Migration::new(
+                    1,
+                    "virtual keys".into(),
+                    MigrationType::Simple,
+                    include_str!("../../migrations/0001_virtual_keys.sql").into_sql_str(),
+                    false,
+                ),
+                Migration::new(
+                    2,
+                    "budget resets".into(),
+                    MigrationType::Simple,
+                    include_str!("../../migrations/0002_budget_resets.sql").into_sql_str(),
+                    false,
+                ),
+            ])
         })
+    }
+}
+
+/// The statements of budget resets, for one table that keeps `budget_reset_at`.
+struct ResetTable {
+    scope: fn(String) -> Scope,
+    set: &'static str,
+    due: &'static str,
+    reset: &'static str,
+}
+
+const RESET_TABLES: [ResetTable; 3] = [
+    ResetTable {
+        scope: Scope::Key,
+        set: "UPDATE traceway_keys SET budget_reset_at = $1 WHERE token = $2",
+        due: "SELECT token AS id, extra, budget_reset_at FROM traceway_keys \
+              WHERE budget_reset_at <= $1",
+        reset: "UPDATE traceway_keys SET spend = 0, budget_reset_at = $1 \
+                WHERE token = $2 AND budget_reset_at = $3",
+    },
+    ResetTable {
+        scope: Scope::Team,
+        set: "UPDATE traceway_teams SET budget_reset_at = $1 WHERE team_id = $2",
+        due: "SELECT team_id AS id, extra, budget_reset_at FROM traceway_teams \
+              WHERE budget_reset_at <= $1",
+        reset: "UPDATE traceway_teams SET spend = 0, budget_reset_at = $1 \
+                WHERE team_id = $2 AND budget_reset_at = $3",
+    },
+    ResetTable {
+        scope: Scope::User,
+        set: "UPDATE traceway_users SET budget_reset_at = $1 WHERE user_id = $2",
+        due: "SELECT user_id AS id, extra, budget_reset_at FROM traceway_users \
+              WHERE budget_reset_at <= $1",
+        reset: "UPDATE traceway_users SET spend = 0, budget_reset_at = $1 \
+                WHERE user_id = $2 AND budget_reset_at = $3",
+    },
+];
+
+/// The reset statements of `scope`'s table and its id; organisations have none.
+fn reset_table(scope: &Scope) -> Option<(&'static ResetTable, &str)> {
+    match scope {
+        Scope::Key(id) => Some((&RESET_TABLES[0], id)),
+        Scope::Team(id) => Some((&RESET_TABLES[1], id)),
+        Scope::User(id) => Some((&RESET_TABLES[2], id)),
+        Scope::Org(_) => None,
     }
 }
 
@@ -95,6 +149,8 @@ pub struct KeyRow {
     pub created_at: i64,
     /// Unix ms.
     pub updated_at: i64,
+    /// When the spend next returns to 0 (`budget_duration`), Unix ms.
+    pub budget_reset_at: Option<i64>,
 }
 
 /// A stored team.
@@ -126,6 +182,8 @@ pub struct TeamRow {
     pub created_at: i64,
     /// Unix ms.
     pub updated_at: i64,
+    /// When the spend next returns to 0 (`budget_duration`), Unix ms.
+    pub budget_reset_at: Option<i64>,
 }
 
 /// A stored user.
@@ -153,6 +211,8 @@ pub struct UserRow {
     pub created_at: i64,
     /// Unix ms.
     pub updated_at: i64,
+    /// When the spend next returns to 0 (`budget_duration`), Unix ms.
+    pub budget_reset_at: Option<i64>,
 }
 
 /// A stored organisation.
@@ -236,19 +296,20 @@ fn on_alias(e: &sqlx::Error) -> bool {
 macro_rules! key_columns {
     () => {
         "token, key_name, key_alias, user_id, team_id, organization_id, models, metadata, expires, \
-         rpm_limit, tpm_limit, max_budget, spend, blocked, extra, created_by, created_at, updated_at"
+         rpm_limit, tpm_limit, max_budget, spend, blocked, extra, created_by, created_at, updated_at, \
+         budget_reset_at"
     };
 }
 macro_rules! team_columns {
     () => {
         "team_id, team_alias, organization_id, models, metadata, rpm_limit, tpm_limit, max_budget, \
-         spend, blocked, extra, created_at, updated_at"
+         spend, blocked, extra, created_at, updated_at, budget_reset_at"
     };
 }
 macro_rules! user_columns {
     () => {
         "user_id, user_email, user_alias, user_role, models, metadata, max_budget, spend, extra, \
-         created_at, updated_at"
+         created_at, updated_at, budget_reset_at"
     };
 }
 macro_rules! org_columns {
@@ -278,6 +339,7 @@ fn key_row(r: &AnyRow) -> Result<KeyRow, sqlx::Error> {
         created_by: r.try_get("created_by")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        budget_reset_at: r.try_get("budget_reset_at")?,
     })
 }
 
@@ -296,6 +358,7 @@ fn team_row(r: &AnyRow) -> Result<TeamRow, sqlx::Error> {
         extra: map(r.try_get("extra")?),
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        budget_reset_at: r.try_get("budget_reset_at")?,
     })
 }
 
@@ -312,6 +375,7 @@ fn user_row(r: &AnyRow) -> Result<UserRow, sqlx::Error> {
         extra: map(r.try_get("extra")?),
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        budget_reset_at: r.try_get("budget_reset_at")?,
     })
 }
 
@@ -404,7 +468,8 @@ impl Store {
         sqlx::query(concat!(
             "INSERT INTO traceway_keys (",
             key_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+             $19)"
         ))
         .bind(&k.token)
         .bind(&k.key_name)
@@ -424,6 +489,7 @@ impl Store {
         .bind(&k.created_by)
         .bind(k.created_at)
         .bind(k.updated_at)
+        .bind(k.budget_reset_at)
         .execute(&self.pool)
         .await
         .map_err(|e| {
@@ -639,6 +705,64 @@ impl Store {
         }))
     }
 
+    /// Sets when a key's, team's or user's spend next returns to 0 (`None`: never).
+    /// Organisations keep no reset time; for them this does nothing.
+    pub async fn set_budget_reset(&self, scope: &Scope, at: Option<i64>) -> Result<(), StoreError> {
+        let Some((table, id)) = reset_table(scope) else {
+            return Ok(());
+        };
+        sqlx::query(table.set)
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The keys, teams and users whose budget reset is due at `now`: each with its `extra`
+    /// (where `budget_duration` is kept) and the reset time it was due at.
+    pub async fn due_budget_resets(
+        &self,
+        now: i64,
+    ) -> Result<Vec<(Scope, JsonMap, i64)>, StoreError> {
+        let mut due = Vec::new();
+        for table in &RESET_TABLES {
+            let rows = sqlx::query(table.due)
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?;
+            for r in &rows {
+                let id: String = r.try_get("id")?;
+                due.push((
+                    (table.scope)(id),
+                    map(r.try_get("extra")?),
+                    r.try_get("budget_reset_at")?,
+                ));
+            }
+        }
+        Ok(due)
+    }
+
+    /// Returns `scope`'s spend to 0 and sets its next reset to `next`, if its reset is still
+    /// the one due at `due` (a replica resetting it first wins); whether this call did it.
+    pub async fn reset_budget(
+        &self,
+        scope: &Scope,
+        due: i64,
+        next: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let Some((table, id)) = reset_table(scope) else {
+            return Ok(false);
+        };
+        let done = sqlx::query(table.reset)
+            .bind(next)
+            .bind(id)
+            .bind(due)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Sets one key's, team's, user's or organisation's spend (a management update that names it).
     pub async fn set_spend(&self, scope: &Scope, value: f64) -> Result<(), StoreError> {
         let (sql, id) = scope.set_spend();
@@ -669,7 +793,7 @@ impl Store {
         sqlx::query(concat!(
             "INSERT INTO traceway_teams (",
             team_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         ))
         .bind(&t.team_id)
         .bind(&t.team_alias)
@@ -684,6 +808,7 @@ impl Store {
         .bind(text(&t.extra))
         .bind(t.created_at)
         .bind(t.updated_at)
+        .bind(t.budget_reset_at)
         .execute(&self.pool)
         .await
         .map_err(|e| {
@@ -749,7 +874,8 @@ impl Store {
     pub async fn teams_of_user(&self, user_id: &str) -> Result<Vec<TeamRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT t.team_id, t.team_alias, t.organization_id, t.models, t.metadata, t.rpm_limit, \
-             t.tpm_limit, t.max_budget, t.spend, t.blocked, t.extra, t.created_at, t.updated_at \
+             t.tpm_limit, t.max_budget, t.spend, t.blocked, t.extra, t.created_at, t.updated_at, \
+             t.budget_reset_at \
              FROM traceway_teams t JOIN traceway_team_members m ON m.team_id = t.team_id \
              WHERE m.user_id = $1 ORDER BY t.created_at, t.team_id",
         )
@@ -891,7 +1017,7 @@ impl Store {
         sqlx::query(concat!(
             "INSERT INTO traceway_users (",
             user_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (user_id) DO NOTHING"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (user_id) DO NOTHING"
         ))
         .bind(&u.user_id)
         .bind(&u.user_email)
@@ -904,6 +1030,7 @@ impl Store {
         .bind(text(&u.extra))
         .bind(u.created_at)
         .bind(u.updated_at)
+        .bind(u.budget_reset_at)
         .execute(&self.pool)
         .await?;
         Ok(())
