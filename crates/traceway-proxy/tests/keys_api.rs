@@ -17,6 +17,8 @@ on_both_databases!(
     team_and_organization_aliases_need_not_be_unique,
     users_get_keys_and_proxy_admins_manage_the_proxy,
     organizations_are_created_read_and_listed,
+    users_are_listed_and_deleted_with_their_keys,
+    organizations_are_updated_and_deleted_once_empty,
 );
 
 fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
@@ -885,4 +887,166 @@ async fn the_management_api_is_off_without_a_master_key() {
     }
     error(&anyone.get("/key/list").await, 403);
     assert_eq!(anyone.chat("m").await.0, 200, "the LLM routes stay open");
+}
+
+/// LiteLLM's `/user/list` (pages, role filter) and `/user/delete` (the users' keys and team
+/// memberships go with them; an unknown id deletes nothing); admin only.
+async fn users_are_listed_and_deleted_with_their_keys(db: Db) {
+    let db = database(db).await;
+    let p = mock_proxy(&db).await;
+    let admin = Api::new(&p.url(), MASTER);
+    for (id, role) in [
+        ("u1", "internal_user"),
+        ("u2", "proxy_admin_viewer"),
+        ("u3", "internal_user"),
+    ] {
+        let (s, v) = admin
+            .post(
+                "/user/new",
+                json!({"user_id": id, "user_role": role, "auto_create_key": false}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let (s, page) = admin.get("/user/list?page=1&page_size=2").await;
+    assert_eq!(s, 200, "{page}");
+    let ids = |v: &Value| -> Vec<String> {
+        v["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| str_of(u, "user_id").to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&page), ["u1", "u2"]);
+    assert_eq!(
+        (
+            &page["total"],
+            &page["page"],
+            &page["page_size"],
+            &page["total_pages"]
+        ),
+        (&json!(3), &json!(1), &json!(2), &json!(2))
+    );
+    let (_, second) = admin.get("/user/list?page=2&page_size=2").await;
+    assert_eq!(ids(&second), ["u3"]);
+    let (_, internal) = admin.get("/user/list?role=internal_user").await;
+    assert_eq!(ids(&internal), ["u1", "u3"]);
+    error(&admin.get("/user/list?role=wizard").await, 400);
+    error(&admin.get("/user/list?page_size=0").await, 400);
+
+    let (_, team) = admin.post("/team/new", json!({"team_alias": "t"})).await;
+    let team_id = str_of(&team, "team_id").to_owned();
+    admin
+        .post(
+            "/team/member_add",
+            json!({"team_id": team_id, "member": {"role": "user", "user_id": "u1"}}),
+        )
+        .await;
+    let key = admin.key(json!({"user_id": "u1"})).await;
+    assert_eq!(admin.as_key(&key).chat("m").await.0, 200);
+    let viewer = admin.key(json!({"user_id": "u2"})).await;
+    error(
+        &admin
+            .as_key(&viewer)
+            .post("/user/delete", json!({"user_ids": ["u1"]}))
+            .await,
+        403,
+    );
+    error(
+        &admin
+            .post("/user/delete", json!({"user_ids": ["u1", "nobody"]}))
+            .await,
+        404,
+    );
+    let (s, d) = admin
+        .post("/user/delete", json!({"user_ids": ["u1"]}))
+        .await;
+    assert_eq!((s, d), (200, json!({"deleted_users": ["u1"]})));
+    error(&admin.get("/user/info?user_id=u1").await, 404);
+    error(&admin.as_key(&key).chat("m").await, 401);
+    let (_, t) = admin.get(&format!("/team/info?team_id={team_id}")).await;
+    assert_eq!(t["team_info"]["members_with_roles"], json!([]), "{t}");
+    let (_, left) = admin.get("/user/list").await;
+    assert_eq!(ids(&left), ["u2", "u3"]);
+}
+
+/// LiteLLM's `PATCH /organization/update` and `DELETE /organization/delete`: an update keeps
+/// what it does not name; an organisation with teams or keys is not deleted (400, nothing
+/// deleted), an empty one is, and answers with what was deleted.
+async fn organizations_are_updated_and_deleted_once_empty(db: Db) {
+    let db = database(db).await;
+    let p = mock_proxy(&db).await;
+    let admin = Api::new(&p.url(), MASTER);
+    let (_, org) = admin
+        .post(
+            "/organization/new",
+            json!({"organization_alias": "Acme", "models": ["m"], "max_budget": 10.0}),
+        )
+        .await;
+    let org_id = str_of(&org, "organization_id").to_owned();
+    let (s, updated) = admin
+        .send(
+            reqwest::Method::PATCH,
+            "/organization/update",
+            json!({"organization_id": org_id, "organization_alias": "Acme Corp", "spend": 1.5}),
+        )
+        .await;
+    assert_eq!(s, 200, "{updated}");
+    assert_eq!(updated["organization_alias"], "Acme Corp");
+    assert_eq!(updated["models"], json!(["m"]));
+    assert_eq!(updated["max_budget"], 10.0);
+    let (_, read) = admin
+        .get(&format!("/organization/info?organization_id={org_id}"))
+        .await;
+    assert_eq!(
+        (&read["organization_alias"], &read["spend"]),
+        (&json!("Acme Corp"), &json!(1.5))
+    );
+    error(
+        &admin
+            .post("/organization/update", json!({"organization_id": "nope"}))
+            .await,
+        404,
+    );
+
+    let (_, team) = admin
+        .post(
+            "/team/new",
+            json!({"team_alias": "t", "organization_id": org_id}),
+        )
+        .await;
+    let team_id = str_of(&team, "team_id").to_owned();
+    let e = error(
+        &admin
+            .send(
+                reqwest::Method::DELETE,
+                "/organization/delete",
+                json!({"organization_ids": [org_id]}),
+            )
+            .await,
+        400,
+    )
+    .clone();
+    assert!(str_of(&e, "message").contains("still has 1 team(s)"), "{e}");
+    admin
+        .post("/team/delete", json!({"team_ids": [team_id]}))
+        .await;
+    let (s, deleted) = admin
+        .send(
+            reqwest::Method::DELETE,
+            "/organization/delete",
+            json!({"organization_ids": [org_id]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{deleted}");
+    assert_eq!(deleted[0]["organization_id"], org_id.as_str());
+    error(
+        &admin
+            .get(&format!("/organization/info?organization_id={org_id}"))
+            .await,
+        404,
+    );
+    let (_, list) = admin.get("/organization/list").await;
+    assert_eq!(list, json!([]));
 }

@@ -20,7 +20,7 @@ use axum::Router;
 use axum::body::Body as HttpBody;
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, patch, post};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -109,6 +109,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/organization/new", post(org_new))
         .route("/organization/info", get(org_info))
         .route("/organization/list", get(org_list))
+        .route("/organization/update", patch(org_update).post(org_update))
+        .route("/organization/delete", delete(org_delete).post(org_delete))
+        .route("/user/list", get(user_list))
+        .route("/user/delete", post(user_delete))
 }
 
 // ---- plumbing ----
@@ -1497,4 +1501,154 @@ async fn org_list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Ans
     }
     let orgs = keys.store().await?.orgs().await?;
     Ok(Json(Value::Array(orgs.iter().map(org_object).collect())))
+}
+
+/// LiteLLM's `/user/list?page=&page_size=&role=`: users by creation, a page at a time.
+async fn user_list(State(state): State<Arc<AppState>>, headers: HeaderMap, uri: Uri) -> Answer {
+    let (caller, keys) = caller(&state, &headers).await?;
+    if !caller.is_admin_reader() {
+        return Err(forbidden(
+            "only the master key or a key of a proxy_admin user may call /user/list",
+        ));
+    }
+    let q = query(&uri);
+    let page = page_param(&q, "page", 1, i64::from(u32::MAX))?;
+    let size = page_param(&q, "page_size", 25, MAX_PAGE_SIZE)?;
+    let role = q.get("role").filter(|r| !r.is_empty());
+    if let Some(r) = role
+        && !USER_ROLES.contains(&r.as_str())
+    {
+        return Err(ApiError::bad_request(
+            format!("role \"{r}\" is not one of {USER_ROLES:?}"),
+            Some("role"),
+        ));
+    }
+    let store = keys.store().await?;
+    let (users, total) = store
+        .list_users(
+            role.map(String::as_str),
+            (page - 1).saturating_mul(size),
+            size,
+        )
+        .await?;
+    let mut listed = Vec::with_capacity(users.len());
+    for u in &users {
+        listed.push(user_object(u, &store.teams_of_user(&u.user_id).await?));
+    }
+    Ok(Json(json!({
+        "users": listed,
+        "total": total,
+        "page": page,
+        "page_size": size,
+        "total_pages": (total + size - 1) / size,
+    })))
+}
+
+/// LiteLLM's `/user/delete {"user_ids": [...]}`: the users go with their keys and team
+/// memberships; an unknown id deletes nothing and is a 404.
+async fn user_delete(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: HttpBody,
+) -> Answer {
+    let (keys, mut b) = admin_body(&state, &headers, body, "/user/delete").await?;
+    let ids = b.strings("user_ids")?.unwrap_or_default();
+    b.finish();
+    if ids.is_empty() {
+        return Err(ApiError::bad_request(
+            "user_ids must list the users to delete",
+            Some("user_ids"),
+        ));
+    }
+    let store = keys.store().await?;
+    for id in &ids {
+        if store.user(id).await?.is_none() {
+            return Err(not_found(format!(
+                "user \"{id}\" does not exist; nothing was deleted"
+            )));
+        }
+    }
+    store.delete_users(&ids).await?;
+    keys.invalidate(None).await;
+    Ok(Json(json!({"deleted_users": ids})))
+}
+
+/// LiteLLM's `PATCH /organization/update` (POST too): alias, models, metadata, budget.
+async fn org_update(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: HttpBody,
+) -> Answer {
+    let (keys, mut b) = admin_body(&state, &headers, body, "/organization/update").await?;
+    let org_id = b.required_string("organization_id")?;
+    let store = keys.store().await?;
+    let mut org = store
+        .org(&org_id)
+        .await?
+        .ok_or_else(|| not_found(format!("organization \"{org_id}\" does not exist")))?;
+    if let Some(a) = b.string("organization_alias")? {
+        org.organization_alias = Some(a);
+    }
+    if let Some(m) = b.strings("models")? {
+        org.models = m;
+    }
+    if let Some(m) = b.object("metadata")? {
+        org.metadata = m;
+    }
+    if let Some(v) = b.amount("max_budget")? {
+        org.max_budget = Some(v);
+    }
+    let spend = b.amount("spend")?;
+    b.extras(ORG_EXTRAS, &mut org.extra)?;
+    b.finish();
+    org.updated_at = now_ms();
+    store.update_org(&org).await?;
+    if let Some(value) = spend {
+        store.set_spend(&Scope::Org(org_id.clone()), value).await?;
+        org.spend = value;
+    }
+    // Keys carry their organisation's budget in the cache.
+    keys.invalidate(None).await;
+    Ok(Json(org_object(&org)))
+}
+
+/// LiteLLM's `DELETE /organization/delete {"organization_ids": [...]}` (POST too): answers the
+/// deleted organisations. One that still has teams or keys is a 400 and nothing is deleted, so
+/// that no team or key is left pointing at a missing organisation.
+async fn org_delete(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: HttpBody,
+) -> Answer {
+    let (keys, mut b) = admin_body(&state, &headers, body, "/organization/delete").await?;
+    let ids = b.strings("organization_ids")?.unwrap_or_default();
+    b.finish();
+    if ids.is_empty() {
+        return Err(ApiError::bad_request(
+            "organization_ids must list the organisations to delete",
+            Some("organization_ids"),
+        ));
+    }
+    let store = keys.store().await?;
+    let mut deleted = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let org = store.org(id).await?.ok_or_else(|| {
+            not_found(format!(
+                "organization \"{id}\" does not exist; nothing was deleted"
+            ))
+        })?;
+        let (teams, org_keys) = store.org_members(id).await?;
+        if teams > 0 || org_keys > 0 {
+            return Err(ApiError::bad_request(
+                format!(
+                    "organization \"{id}\" still has {teams} team(s) and {org_keys} key(s); delete or move them first (nothing was deleted)"
+                ),
+                Some("organization_ids"),
+            ));
+        }
+        deleted.push(org_object(&org));
+    }
+    store.delete_orgs(&ids).await?;
+    keys.invalidate(None).await;
+    Ok(Json(Value::Array(deleted)))
 }

@@ -887,25 +887,39 @@ impl Store {
 
     /// Deletes teams with their memberships and their keys; returns the deleted keys' hashes.
     pub async fn delete_teams(&self, team_ids: &[String]) -> Result<Vec<String>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let mut tokens = Vec::new();
-        for id in team_ids {
-            let mut t: Vec<String> =
-                sqlx::query_scalar("SELECT token FROM traceway_keys WHERE team_id = $1")
-                    .bind(id)
-                    .fetch_all(&mut *tx)
-                    .await?;
-            tokens.append(&mut t);
-            for sql in [
+        self.delete_with_keys(
+            team_ids,
+            "SELECT token FROM traceway_keys WHERE team_id = $1",
+            [
                 "DELETE FROM traceway_keys WHERE team_id = $1",
                 "DELETE FROM traceway_team_members WHERE team_id = $1",
                 "DELETE FROM traceway_teams WHERE team_id = $1",
-            ] {
+            ],
+        )
+        .await
+    }
+
+    /// In one transaction, for each id: the hashes `tokens` selects, then the `deletes`.
+    async fn delete_with_keys(
+        &self,
+        ids: &[String],
+        tokens: &'static str,
+        deletes: [&'static str; 3],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut deleted = Vec::new();
+        for id in ids {
+            let mut t: Vec<String> = sqlx::query_scalar(tokens)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+            deleted.append(&mut t);
+            for sql in deletes {
                 sqlx::query(sql).bind(id).execute(&mut *tx).await?;
             }
         }
         tx.commit().await?;
-        Ok(tokens)
+        Ok(deleted)
     }
 
     /// Adds (or re-roles) a member.
@@ -1057,6 +1071,47 @@ impl Store {
         Ok(())
     }
 
+    /// A page of users (by creation) with how many there are, optionally only `role`'s.
+    pub async fn list_users(
+        &self,
+        role: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(Vec<UserRow>, i64), StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM traceway_users WHERE ($1 IS NULL OR user_role = $1) \
+             ORDER BY created_at, user_id LIMIT $2 OFFSET $3"
+        ))
+        .bind(role)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM traceway_users WHERE ($1 IS NULL OR user_role = $1)",
+        )
+        .bind(role)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((rows.iter().map(user_row).collect::<Result<_, _>>()?, total))
+    }
+
+    /// Deletes users with their keys and team memberships; returns the deleted keys' hashes.
+    pub async fn delete_users(&self, user_ids: &[String]) -> Result<Vec<String>, StoreError> {
+        self.delete_with_keys(
+            user_ids,
+            "SELECT token FROM traceway_keys WHERE user_id = $1",
+            [
+                "DELETE FROM traceway_keys WHERE user_id = $1",
+                "DELETE FROM traceway_team_members WHERE user_id = $1",
+                "DELETE FROM traceway_users WHERE user_id = $1",
+            ],
+        )
+        .await
+    }
+
     // ---- organisations ----
 
     /// Stores a new organisation; a taken id is [`StoreError::Duplicate`].
@@ -1099,6 +1154,53 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.as_ref().map(org_row).transpose()?)
+    }
+
+    /// Rewrites an organisation's alias, models, metadata, budget and extras.
+    pub async fn update_org(&self, o: &OrgRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE traceway_organizations SET organization_alias = $2, models = $3, \
+             metadata = $4, max_budget = $5, extra = $6, updated_at = $7 \
+             WHERE organization_id = $1",
+        )
+        .bind(&o.organization_id)
+        .bind(&o.organization_alias)
+        .bind(text(&o.models))
+        .bind(text(&o.metadata))
+        .bind(o.max_budget)
+        .bind(text(&o.extra))
+        .bind(o.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// How many teams and keys belong to an organisation.
+    pub async fn org_members(&self, organization_id: &str) -> Result<(i64, i64), StoreError> {
+        let teams: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM traceway_teams WHERE organization_id = $1")
+                .bind(organization_id)
+                .fetch_one(&self.pool)
+                .await?;
+        let keys: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM traceway_keys WHERE organization_id = $1")
+                .bind(organization_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok((teams, keys))
+    }
+
+    /// Deletes organisations (none of which has teams or keys left).
+    pub async fn delete_orgs(&self, organization_ids: &[String]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for id in organization_ids {
+            sqlx::query("DELETE FROM traceway_organizations WHERE organization_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Every organisation, oldest first.

@@ -202,9 +202,14 @@ impl Api {
 
     /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.send(reqwest::Method::POST, path, body).await
+    }
+
+    /// `method path` with a JSON body (LiteLLM's PATCH and DELETE routes).
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> Answer {
         Self::answer(
             self.http
-                .post(format!("{}{path}", self.base))
+                .request(method, format!("{}{path}", self.base))
                 .bearer_auth(&self.key)
                 .json(&body)
                 .send()
