@@ -141,21 +141,15 @@ pub struct KeyInfo {
 }
 
 impl KeyInfo {
-    /// Whose spend a call with this key adds to, each with its budget, its spend when read,
-    /// and how a budget error names it.
-    pub fn spend_scopes(&self) -> Vec<(Scope, Option<f64>, f64, String)> {
-        let mut scopes = vec![(
-            Scope::Key(self.token.clone()),
-            self.max_budget,
-            self.spend,
-            String::new(),
-        )];
+    /// Whose spend a call with this key adds to, each with its budget and its spend when read.
+    pub fn spend_scopes(&self) -> Vec<(Scope, Option<f64>, f64)> {
+        let mut scopes = Vec::with_capacity(4);
+        scopes.push((Scope::Key(self.token.clone()), self.max_budget, self.spend));
         if let Some(team) = &self.team_id {
             scopes.push((
                 Scope::Team(team.clone()),
                 self.team_max_budget,
                 self.team_spend,
-                format!("Team={team} "),
             ));
         }
         if let Some(user) = &self.user_id {
@@ -163,16 +157,10 @@ impl KeyInfo {
                 Scope::User(user.clone()),
                 self.user_max_budget,
                 self.user_spend,
-                format!("User={user} "),
             ));
         }
         if let Some(org) = &self.organization_id {
-            scopes.push((
-                Scope::Org(org.clone()),
-                self.org_max_budget,
-                self.org_spend,
-                format!("Organization={org} "),
-            ));
+            scopes.push((Scope::Org(org.clone()), self.org_max_budget, self.org_spend));
         }
         scopes
     }
@@ -590,11 +578,11 @@ impl Keys {
             return Err(model_denied(info, model, denied));
         }
         let spend_scopes = info.spend_scopes();
-        for (scope, max, spent, whose) in &spend_scopes {
+        for (scope, max, spent) in &spend_scopes {
             let Some(max) = max else { continue };
             let current = spent + self.spend.pending(scope);
             if current >= *max {
-                return Err(over_budget(whose, current, *max));
+                return Err(over_budget(scope, current, *max));
             }
         }
         let limiter = &self.connect().await?.limiter;
@@ -725,7 +713,14 @@ async fn write_spend_every(
     }
 }
 
-fn over_budget(whose: &str, current: f64, max: f64) -> ApiError {
+fn over_budget(scope: &Scope, current: f64, max: f64) -> ApiError {
+    // LiteLLM's wording; only a key's own budget goes unnamed.
+    let whose = match scope {
+        Scope::Key(_) => String::new(),
+        Scope::Team(id) => format!("Team={id} "),
+        Scope::User(id) => format!("User={id} "),
+        Scope::Org(id) => format!("Organization={id} "),
+    };
     ApiError(Error::new(
         ErrorKind::BudgetExceeded,
         format!("Budget has been exceeded! {whose}Current cost: {current}, Max budget: {max}"),
