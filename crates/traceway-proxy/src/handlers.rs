@@ -27,6 +27,8 @@ pub const HEADER_MODEL_GROUP: &str = "x-litellm-model-group";
 pub const HEADER_ATTEMPTED_RETRIES: &str = "x-litellm-attempted-retries";
 /// Response header counting the fallback groups tried before the answer.
 pub const HEADER_ATTEMPTED_FALLBACKS: &str = "x-litellm-attempted-fallbacks";
+/// Response header with a complete answer's cost, when the answering deployment has prices.
+pub const HEADER_RESPONSE_COST: &str = "x-litellm-response-cost";
 /// Request/response header correlating one call.
 pub const HEADER_REQUEST_ID: &str = "x-request-id";
 
@@ -391,14 +393,9 @@ async fn serve(
         attributes,
     };
     let routed = state.client.call(request, opts).await?;
+    let price = routed.info.price;
     if let Some(m) = &mut meter {
-        m.priced(
-            state
-                .client
-                .deployments()
-                .find(|d| d.id == routed.info.deployment_id)
-                .and_then(|d| d.price),
-        );
+        m.priced(price);
     }
     let mut out_headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&routed.info.deployment_id) {
@@ -417,8 +414,15 @@ async fn serve(
     );
     match routed.reply {
         Reply::Full(resp) => {
+            let tokens = crate::keys::meter::response_tokens(&resp);
             if let Some(m) = &meter {
-                m.record(crate::keys::meter::response_tokens(&resp)).await;
+                m.record(tokens).await;
+            }
+            if let Some(p) = price
+                && let Ok(v) =
+                    HeaderValue::from_str(&p.cost(tokens.input, tokens.output).to_string())
+            {
+                out_headers.insert(HEADER_RESPONSE_COST, v);
             }
             let body = match &resp {
                 LlmResponse::Chat(r) => serde_json::to_vec(r),

@@ -835,3 +835,49 @@ async fn health_calls_each_deployment_and_sorts_them() {
         "Received Proxy Server Request [SERVER]\n  raw_gen_ai_request [CLIENT]"
     );
 }
+
+/// A complete answer from a deployment with per-token prices carries its cost in
+/// `x-litellm-response-cost`; without prices, or on a stream, the header is absent.
+#[tokio::test]
+async fn complete_answers_from_priced_deployments_say_their_cost() {
+    let p = proxy(
+        "model_list:\n  - model_name: priced\n    litellm_params:\n      model: mock/p\n      input_cost_per_token: 0.001\n      output_cost_per_token: 0.002\n  - model_name: free\n    litellm_params:\n      model: mock/f\n",
+        &[],
+    )
+    .await;
+    let url = format!("{}/v1/chat/completions", p.url());
+    let resp = http()
+        .post(&url)
+        .json(&chat_body("priced"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let cost: f64 = resp.headers()["x-litellm-response-cost"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    let usage = &body["usage"];
+    let expected = usage["prompt_tokens"].as_f64().unwrap() * 0.001
+        + usage["completion_tokens"].as_f64().unwrap() * 0.002;
+    assert!(
+        expected > 0.0 && (cost - expected).abs() < 1e-12,
+        "{cost} vs {expected}"
+    );
+
+    let free = http()
+        .post(&url)
+        .json(&chat_body("free"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(free.status(), 200);
+    assert!(free.headers().get("x-litellm-response-cost").is_none());
+    let mut streamed = chat_body("priced");
+    streamed["stream"] = json!(true);
+    let stream = http().post(&url).json(&streamed).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    assert!(stream.headers().get("x-litellm-response-cost").is_none());
+}

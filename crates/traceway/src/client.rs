@@ -246,6 +246,8 @@ pub struct RouteInfo {
     pub retries: u32,
     /// Fallback groups tried before the answer.
     pub fallbacks: u32,
+    /// The answering deployment's token prices, when its configuration gives them.
+    pub price: Option<crate::deployment::Price>,
 }
 
 /// A call's answer: complete, or a stream still arriving.
@@ -537,6 +539,7 @@ impl Client {
                                     model: deployment.model.clone(),
                                     retries,
                                     fallbacks,
+                                    price: deployment.price,
                                 };
                                 if let Some(t) = &mut trace {
                                     t.record_route(&deployment, retries, fallbacks);
