@@ -62,6 +62,101 @@ pub async fn model_info(
     Ok(axum::Json(ModelInfoList { data }))
 }
 
+/// One model group, as `/model_group/info` lists it (LiteLLM's `ModelGroupInfo`).
+#[derive(Debug, Default, Serialize)]
+pub struct ModelGroupInfo {
+    /// The group's name.
+    pub model_group: String,
+    /// The providers of its deployments (`openai`, `azure`, …), each once.
+    pub providers: Vec<String>,
+    /// `model_info.mode` of its first deployment that says (default `chat`).
+    pub mode: String,
+    /// `model_info.max_input_tokens`, the first given.
+    pub max_input_tokens: Option<u64>,
+    /// `model_info.max_output_tokens` (or `max_tokens`), the first given.
+    pub max_output_tokens: Option<u64>,
+    /// The first priced deployment's input price.
+    pub input_cost_per_token: Option<f64>,
+    /// The first priced deployment's output price.
+    pub output_cost_per_token: Option<f64>,
+    /// Its deployments' `tpm`, summed (when any gives one).
+    pub tpm: Option<u64>,
+    /// Its deployments' `rpm`, summed (when any gives one).
+    pub rpm: Option<u64>,
+    /// `model_info.supports_function_calling` of any deployment.
+    pub supports_function_calling: bool,
+    /// `model_info.supports_parallel_function_calling` of any deployment.
+    pub supports_parallel_function_calling: bool,
+    /// `model_info.supports_vision` of any deployment.
+    pub supports_vision: bool,
+}
+
+/// `GET /model_group/info[?model_group=NAME]`: the groups a caller may use, each summarised
+/// from its deployments.
+pub async fn model_group_info(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let caller = auth::authenticate(&state, &headers).await?;
+    let wanted = query_param(query.as_deref(), "model_group");
+    let mut groups: Vec<ModelGroupInfo> = Vec::new();
+    for d in visible(&state, &caller) {
+        if wanted.as_deref().is_some_and(|g| g != d.model_group) {
+            continue;
+        }
+        let i = match groups.iter().position(|g| g.model_group == d.model_group) {
+            Some(i) => i,
+            None => {
+                groups.push(ModelGroupInfo {
+                    model_group: d.model_group.clone(),
+                    ..ModelGroupInfo::default()
+                });
+                groups.len() - 1
+            }
+        };
+        let g = &mut groups[i];
+        let provider = d.provider_model.split_once('/').map_or("", |(p, _)| p);
+        if !g.providers.iter().any(|p| p == provider) {
+            g.providers.push(provider.to_owned());
+        }
+        let info = &d.model_info;
+        let number = |key: &str| info.get(key).and_then(Value::as_u64);
+        let flag = |key: &str| info.get(key).and_then(Value::as_bool).unwrap_or(false);
+        if g.mode.is_empty()
+            && let Some(mode) = info.get("mode").and_then(Value::as_str)
+        {
+            g.mode = mode.to_owned();
+        }
+        g.max_input_tokens = g.max_input_tokens.or_else(|| number("max_input_tokens"));
+        g.max_output_tokens = g
+            .max_output_tokens
+            .or_else(|| number("max_output_tokens"))
+            .or_else(|| number("max_tokens"));
+        if g.input_cost_per_token.is_none()
+            && let Some(price) = d.price
+        {
+            g.input_cost_per_token = Some(price.input_per_token);
+            g.output_cost_per_token = Some(price.output_per_token);
+        }
+        if let Some(t) = d.tpm {
+            g.tpm = Some(g.tpm.unwrap_or(0).saturating_add(t));
+        }
+        if let Some(r) = d.rpm {
+            g.rpm = Some(g.rpm.unwrap_or(0).saturating_add(r));
+        }
+        g.supports_function_calling |= flag("supports_function_calling");
+        g.supports_parallel_function_calling |= flag("supports_parallel_function_calling");
+        g.supports_vision |= flag("supports_vision");
+    }
+    for g in &mut groups {
+        if g.mode.is_empty() {
+            g.mode = "chat".to_owned();
+        }
+    }
+    Ok(axum::Json(serde_json::json!({ "data": groups })))
+}
+
 /// The deployments `caller` may use: all of them, or a restricted key's models only.
 pub fn visible<'a>(
     state: &'a AppState,

@@ -55,6 +55,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/models", get(models))
         .route("/model/info", get(crate::model_info::model_info))
         .route("/v1/model/info", get(crate::model_info::model_info))
+        .route(
+            "/model_group/info",
+            get(crate::model_info::model_group_info),
+        )
         .route("/health", get(crate::health_check::health))
         .route("/health/liveliness", get(liveliness))
         .route("/health/liveness", get(liveliness))

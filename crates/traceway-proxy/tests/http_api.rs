@@ -881,3 +881,51 @@ async fn complete_answers_from_priced_deployments_say_their_cost() {
     assert_eq!(stream.status(), 200);
     assert!(stream.headers().get("x-litellm-response-cost").is_none());
 }
+
+/// `/model_group/info` summarises each group from its deployments, as LiteLLM's: providers
+/// once each, mode, token limits and prices from `model_info`, rpm/tpm summed; `?model_group=`
+/// picks one.
+#[tokio::test]
+async fn model_group_info_summarises_each_group() {
+    let p = proxy(
+        "model_list:\n  - model_name: gpt\n    litellm_params:\n      model: openai/gpt-4o\n      api_key: sk-x\n      rpm: 10\n      input_cost_per_token: 0.000002\n      output_cost_per_token: 0.000008\n    model_info:\n      max_input_tokens: 128000\n      max_output_tokens: 16384\n      supports_function_calling: true\n  - model_name: gpt\n    litellm_params:\n      model: azure/gpt-4o\n      api_base: https://example.openai.azure.com\n      api_version: v1\n      api_key: sk-y\n      rpm: 20\n  - model_name: emb\n    litellm_params:\n      model: mock/e\n    model_info:\n      mode: embedding\n",
+        &[],
+    )
+    .await;
+    let all: Value = get(format!("{}/model_group/info", p.url()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let data = all["data"].as_array().unwrap();
+    let gpt = data.iter().find(|g| g["model_group"] == "gpt").unwrap();
+    assert_eq!(
+        gpt,
+        &json!({
+            "model_group": "gpt",
+            "providers": ["openai", "azure"],
+            "mode": "chat",
+            "max_input_tokens": 128000,
+            "max_output_tokens": 16384,
+            "input_cost_per_token": 0.000002,
+            "output_cost_per_token": 0.000008,
+            "tpm": null,
+            "rpm": 30,
+            "supports_function_calling": true,
+            "supports_parallel_function_calling": false,
+            "supports_vision": false
+        })
+    );
+    let emb = data.iter().find(|g| g["model_group"] == "emb").unwrap();
+    assert_eq!(
+        (&emb["mode"], &emb["providers"]),
+        (&json!("embedding"), &json!(["mock"]))
+    );
+    let one: Value = get(format!("{}/model_group/info?model_group=emb", p.url()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["data"].as_array().unwrap().len(), 1);
+    assert_eq!(one["data"][0]["model_group"], "emb");
+}
