@@ -1055,20 +1055,26 @@ async fn set_team_blocked(
     Ok(Json(team_with_members(store, &team).await?))
 }
 
+/// The ids a delete route's `field` lists (the whole body); none is a 400.
+fn ids_to_delete(mut b: Body, field: &str, what: &str) -> Result<Vec<String>, ApiError> {
+    let ids = b.strings(field)?.unwrap_or_default();
+    b.finish();
+    if ids.is_empty() {
+        return Err(ApiError::bad_request(
+            format!("{field} must list the {what} to delete"),
+            Some(field),
+        ));
+    }
+    Ok(ids)
+}
+
 async fn team_delete(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: HttpBody,
 ) -> Answer {
-    let (keys, mut b) = admin_body(&state, &headers, body, "/team/delete").await?;
-    let ids = b.strings("team_ids")?.unwrap_or_default();
-    b.finish();
-    if ids.is_empty() {
-        return Err(ApiError::bad_request(
-            "team_ids must list the teams to delete",
-            Some("team_ids"),
-        ));
-    }
+    let (keys, b) = admin_body(&state, &headers, body, "/team/delete").await?;
+    let ids = ids_to_delete(b, "team_ids", "teams")?;
     let store = keys.store().await?;
     for id in &ids {
         if store.team(id).await?.is_none() {
@@ -1551,15 +1557,8 @@ async fn user_delete(
     headers: HeaderMap,
     body: HttpBody,
 ) -> Answer {
-    let (keys, mut b) = admin_body(&state, &headers, body, "/user/delete").await?;
-    let ids = b.strings("user_ids")?.unwrap_or_default();
-    b.finish();
-    if ids.is_empty() {
-        return Err(ApiError::bad_request(
-            "user_ids must list the users to delete",
-            Some("user_ids"),
-        ));
-    }
+    let (keys, b) = admin_body(&state, &headers, body, "/user/delete").await?;
+    let ids = ids_to_delete(b, "user_ids", "users")?;
     let store = keys.store().await?;
     for id in &ids {
         if store.user(id).await?.is_none() {
@@ -1620,15 +1619,8 @@ async fn org_delete(
     headers: HeaderMap,
     body: HttpBody,
 ) -> Answer {
-    let (keys, mut b) = admin_body(&state, &headers, body, "/organization/delete").await?;
-    let ids = b.strings("organization_ids")?.unwrap_or_default();
-    b.finish();
-    if ids.is_empty() {
-        return Err(ApiError::bad_request(
-            "organization_ids must list the organisations to delete",
-            Some("organization_ids"),
-        ));
-    }
+    let (keys, b) = admin_body(&state, &headers, body, "/organization/delete").await?;
+    let ids = ids_to_delete(b, "organization_ids", "organisations")?;
     let store = keys.store().await?;
     let mut deleted = Vec::with_capacity(ids.len());
     for id in &ids {
