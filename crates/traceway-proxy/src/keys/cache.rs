@@ -71,6 +71,14 @@ impl KeyCache {
         entries.remove(token);
     }
 
+    /// Forgets the keys `stale` picks (those whose spend, or whose team's, user's or
+    /// organisation's, was just written).
+    pub fn remove_where(&self, stale: impl Fn(&KeyInfo) -> bool) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        entries.retain(|_, (_, info)| !stale(info));
+    }
+
     /// Forgets every key (after a team, user or organisation changed, or Redis messages may
     /// have been missed).
     pub fn clear(&self) {
@@ -110,6 +118,9 @@ mod tests {
 
         let g = c.generation();
         c.insert(g, info("b"));
+        c.insert(g, info("d"));
+        c.remove_where(|i| i.token == "d");
+        assert!(c.get("d").is_none() && c.get("b").is_some());
         c.clear();
         assert!(c.get("b").is_none());
 

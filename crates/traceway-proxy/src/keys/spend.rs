@@ -44,6 +44,16 @@ const STATEMENTS: [(&str, &str); 4] = [
 ];
 
 impl Scope {
+    /// Whether a cached key's budget check reads this scope's spend.
+    pub fn covers(&self, info: &super::KeyInfo) -> bool {
+        match self {
+            Scope::Key(token) => info.token == *token,
+            Scope::Team(id) => info.team_id.as_deref() == Some(id.as_str()),
+            Scope::User(id) => info.user_id.as_deref() == Some(id.as_str()),
+            Scope::Org(id) => info.organization_id.as_deref() == Some(id.as_str()),
+        }
+    }
+
     fn statements(&self) -> ((&'static str, &'static str), &str) {
         match self {
             Scope::Key(id) => (STATEMENTS[0], id),
@@ -95,7 +105,8 @@ impl SpendLedger {
     }
 
     /// Writes what is pending to `store` (each scope's spend grows by its amount in one
-    /// `UPDATE`), then forgets the cached keys so that their next check reads the new spend.
+    /// `UPDATE`), then forgets the cached keys whose checks read those spends, so that their
+    /// next check reads the new ones.
     /// What could not be written stays pending for the next flush.
     pub async fn flush(&self, store: &Store, cache: &KeyCache) -> Result<(), StoreError> {
         let snapshot: Vec<(Scope, f64)> = self
@@ -117,9 +128,9 @@ impl SpendLedger {
             }
         }
         if !written.is_empty() {
-            // Cleared before the amounts leave `pending`: a check in between counts them twice
-            // (a moment's over-count), never zero times.
-            cache.clear();
+            // The keys that read these spends are forgotten before the amounts leave `pending`:
+            // a check in between counts them twice (a moment's over-count), never zero times.
+            cache.remove_where(|info| written.iter().any(|(scope, _)| scope.covers(info)));
             let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
             for (scope, amount) in written {
                 if let Some(left) = pending.get_mut(&scope) {
@@ -137,20 +148,20 @@ impl SpendLedger {
 /// Returns to 0 the spend of every key, team and user whose `budget_duration` has run out,
 /// and sets its next reset a duration from now (LiteLLM's rule); one whose duration was removed
 /// or cannot be read resets no more. Each reset happens once, whichever replica gets to it
-/// first. Returns how many this call reset.
+/// first (the others see it when their cached keys expire). Returns how many this call reset.
 pub async fn reset_due_budgets(store: &Store, cache: &KeyCache) -> Result<usize, StoreError> {
     let now = super::duration::now_ms();
-    let mut done = 0;
+    let mut reset = Vec::new();
     for (scope, extra, due) in store.due_budget_resets(now).await? {
         let next = budget_reset_at(&extra, now).ok().flatten();
         if store.reset_budget(&scope, due, next).await? {
-            done += 1;
+            reset.push(scope);
         }
     }
-    if done > 0 {
-        cache.clear();
+    if !reset.is_empty() {
+        cache.remove_where(|info| reset.iter().any(|scope| scope.covers(info)));
     }
-    Ok(done)
+    Ok(reset.len())
 }
 
 /// When a budget with `extra`'s `budget_duration` next resets, counted from `now` (Unix ms);
