@@ -294,8 +294,8 @@ async fn the_key_comes_from_anthropic_api_key_when_the_entry_names_none() {
 }
 
 /// `/v1/completions` on a chat-only provider, as LiteLLM serves it: the prompt goes up as one
-/// user message, the answer (and each stream chunk) comes back as a text completion, and the
-/// spans say `text_completion`.
+/// user message (several prompts as one chat each), the answer (and each stream chunk) comes
+/// back as a text completion, and the spans say `text_completion`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_completions_go_up_as_one_message_chats() {
     let rx = OtlpReceiver::start().await;
@@ -353,11 +353,51 @@ async fn text_completions_go_up_as_one_message_chats() {
         .collect();
     assert_eq!(text, "Hello! How can I help?");
 
-    // Several prompts cannot ride one chat: a 400 naming `prompt`, nothing sent upstream.
+    // Several prompts go up as one chat each, in order, within one attempt (one CLIENT span,
+    // whose context both upstream requests carry); the answers come back as one completion.
+    let before = up.requests().len();
+    let r: Value = http()
+        .post(&url)
+        .json(&json!({"model": "claude", "prompt": ["First?", "Second?"], "max_tokens": 30}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sent = up.requests()[before..].to_vec();
+    assert_eq!(sent.len(), 2, "{r}");
+    for (req, prompt) in sent.iter().zip(["First?", "Second?"]) {
+        assert_eq!(
+            req.body["messages"],
+            json!([{"role": "user", "content": [{"type": "text", "text": prompt}]}])
+        );
+    }
+    let parents: Vec<&str> = sent
+        .iter()
+        .map(|req| req.header("traceparent").unwrap())
+        .collect();
+    assert_eq!(parents[0], parents[1], "one attempt, one span");
+    let choices: Vec<(Value, Value)> = r["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["index"].clone(), c["text"].clone()))
+        .collect();
+    assert_eq!(
+        choices,
+        [
+            (json!(0), json!("Hello! How can I help you today?")),
+            (json!(1), json!("Hello! How can I help you today?"))
+        ]
+    );
+    assert_eq!(r["usage"]["completion_tokens"], 20, "{r}");
+
+    // A stream answers one prompt: several are a 400 naming `prompt`, nothing sent upstream.
     let before = up.requests().len();
     let resp = http()
         .post(&url)
-        .json(&json!({"model": "claude", "prompt": ["a", "b"]}))
+        .json(&json!({"model": "claude", "prompt": ["a", "b"], "stream": true}))
         .send()
         .await
         .unwrap();
@@ -369,8 +409,8 @@ async fn text_completions_go_up_as_one_message_chats() {
     let tree = spans_without(p, &rx, &[KEY]).await;
     let mut roots = tree.roots();
     roots.sort_by_key(|r| r.start_unix_nanos);
-    assert_eq!(roots.len(), 3);
-    for r in &roots[..2] {
+    assert_eq!(roots.len(), 4);
+    for r in &roots[..3] {
         assert_eq!(shape(&tree, r), TREE);
         assert_eq!(r.attr_str("gen_ai.operation.name"), Some("text_completion"));
         assert_eq!(r.attr_str("gen_ai.provider.name"), Some("anthropic"));
@@ -388,5 +428,11 @@ async fn text_completions_go_up_as_one_message_chats() {
         roots[1].attr_str("gen_ai.completion.0.content"),
         Some("Hello! How can I help?")
     );
-    assert!(matches!(roots[2].status, Status::Error { .. }));
+    let client = tree.children_of(roots[2])[0];
+    assert!(parents[0].contains(&client.span_id), "{}", parents[0]);
+    assert_eq!(
+        roots[2].attr_str("gen_ai.completion.1.content"),
+        Some("Hello! How can I help you today?")
+    );
+    assert!(matches!(roots[3].status, Status::Error { .. }));
 }

@@ -17,6 +17,7 @@ use crate::types::{
 use futures_core::Stream;
 use futures_util::StreamExt;
 use opentelemetry::{Context, KeyValue};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
@@ -736,100 +737,158 @@ impl Client {
                 (result, attempt)
             }
             Backend::Http(provider) => {
-                // A text completion to a chat-only provider goes up as a one-message chat; a
-                // stream asks for usage. Otherwise the caller's request goes up as it is.
+                // A text completion to a chat-only provider goes up as one-message chats, one
+                // per prompt (as LiteLLM sends them); a stream asks for usage. Otherwise the
+                // caller's request goes up as it is.
+                let provider = provider.as_ref();
                 let as_chat = op == Operation::Completion && !provider.serves_completions();
-                let mut upstream_request = match request {
-                    Request::Completion(r) if as_chat => {
-                        match crate::completion_as_chat::request(r) {
-                            Ok(c) => std::borrow::Cow::Owned(Request::Chat(c)),
-                            Err(e) => return (Err(e), AbandonOnDrop(None)),
-                        }
-                    }
-                    other => std::borrow::Cow::Borrowed(other),
-                };
-                if upstream_request.is_stream() {
-                    ask_for_usage(upstream_request.to_mut());
-                }
-                let request = &*upstream_request;
-                let target = Target {
-                    model: &deployment.model,
-                    api_base: deployment.api_base.as_deref(),
-                    api_key: deployment.api_key.as_ref().map(|k| k.expose()),
-                    params: &deployment.params,
-                    env: &*self.inner.env,
-                };
-                let mut up = match provider.build_request(&target, &upstream_request) {
-                    Ok(up) => up,
-                    Err(e) => return (Err(e), AbandonOnDrop(None)),
-                };
-                let upstream = match deployment.parse_upstream_url(&up.url) {
-                    Ok(u) => u,
-                    Err(reason) => {
-                        // Not the URL itself: a provider may carry its key in the query.
-                        let message = format!(
-                            "could not reach {}: its URL is not valid ({reason})",
-                            provider.id()
-                        );
-                        return (
-                            Err(Error::new(ErrorKind::Connection, message)
-                                .with_provider(provider.id())),
-                            AbandonOnDrop(None),
-                        );
-                    }
-                };
-                // Ended as abandoned if the caller goes away while the upstream answers.
-                let attempt = AbandonOnDrop(trace.map(|t| {
-                    t.start_attempt(
-                        deployment,
-                        op,
-                        number,
-                        fallback_depth,
-                        &upstream.span_attributes,
-                    )
-                }));
-                if let Some(host) = &upstream.host {
-                    up.headers
-                        .entry(http::header::HOST)
-                        .or_insert_with(|| host.clone());
-                }
-                if let Some(a) = &attempt.0 {
-                    for (k, v) in a.propagation_headers() {
-                        up.headers.insert(k, v);
-                    }
-                }
-                let send = self
-                    .inner
-                    .http
-                    .post(&upstream.uri, &upstream.url, up.headers, up.body);
-                let first_byte = if request.is_stream() {
-                    deployment
-                        .stream_timeout
-                        .or(self.inner.router.settings.stream_timeout)
-                        .unwrap_or(timeout)
-                } else {
-                    timeout
-                };
-                let result = http_attempt(
-                    provider.as_ref(),
-                    &target,
-                    send,
-                    upstream.url.host_str().unwrap_or_default(),
-                    request.operation(),
-                    request.is_stream(),
-                    first_byte,
+                let mut attempt = AbandonOnDrop(None);
+                let at = HttpCall {
+                    trace,
+                    op,
+                    number,
+                    fallback_depth,
                     timeout,
-                    attempt.0.as_ref(),
-                )
-                .await;
-                if as_chat {
-                    (result.map(chat_as_completion), attempt)
-                } else {
-                    (result, attempt)
+                };
+                let r = match request {
+                    Request::Completion(r) if as_chat => r,
+                    other => {
+                        let result = self
+                            .http_call(deployment, provider, Cow::Borrowed(other), at, &mut attempt)
+                            .await;
+                        return (result, attempt);
+                    }
+                };
+                let mut chats = match crate::completion_as_chat::requests(r) {
+                    Ok(chats) => chats,
+                    Err(e) => return (Err(e), attempt),
+                };
+                if chats.len() == 1 {
+                    let chat = Request::Chat(chats.remove(0));
+                    let result = self
+                        .http_call(deployment, provider, Cow::Owned(chat), at, &mut attempt)
+                        .await;
+                    return (result.map(chat_as_completion), attempt);
                 }
+                // Several prompts (never a stream): one chat each, in order, merged.
+                let mut answers = Vec::with_capacity(chats.len());
+                for chat in chats {
+                    let chat = Cow::Owned(Request::Chat(chat));
+                    match self
+                        .http_call(deployment, provider, chat, at, &mut attempt)
+                        .await
+                    {
+                        Ok(Attempt::Full(Response::Chat(c))) => answers.push(c),
+                        Ok(_) => {
+                            let e = Error::new(
+                                ErrorKind::InvalidResponse,
+                                "a chat answer was expected for one prompt of several",
+                            );
+                            return (Err(e.with_provider(provider.id())), attempt);
+                        }
+                        Err(e) => return (Err(e), attempt),
+                    }
+                }
+                let merged = crate::completion_as_chat::merged(answers);
+                (Ok(Attempt::Full(Response::Completion(merged))), attempt)
             }
         }
     }
+
+    /// One HTTP call of `request` to `deployment`, under `attempt`'s CLIENT span (started
+    /// here for the first call of an attempt; a multi-prompt completion makes several).
+    async fn http_call(
+        &self,
+        deployment: &Deployment,
+        provider: &dyn provider::HttpProvider,
+        mut request: Cow<'_, Request>,
+        at: HttpCall<'_>,
+        attempt: &mut AbandonOnDrop,
+    ) -> Result<Attempt, Error> {
+        if request.is_stream() {
+            ask_for_usage(request.to_mut());
+        }
+        let target = Target {
+            model: &deployment.model,
+            api_base: deployment.api_base.as_deref(),
+            api_key: deployment.api_key.as_ref().map(|k| k.expose()),
+            params: &deployment.params,
+            env: &*self.inner.env,
+        };
+        let mut up = provider.build_request(&target, &request)?;
+        let upstream = deployment.parse_upstream_url(&up.url).map_err(|reason| {
+            // Not the URL itself: a provider may carry its key in the query.
+            Error::new(
+                ErrorKind::Connection,
+                format!(
+                    "could not reach {}: its URL is not valid ({reason})",
+                    provider.id()
+                ),
+            )
+            .with_provider(provider.id())
+        })?;
+        // The span records the first call's response (status, timing); later calls of a
+        // multi-prompt completion only carry its context.
+        let first = attempt.0.is_none();
+        if first {
+            // Ended as abandoned if the caller goes away while the upstream answers.
+            attempt.0 = at.trace.map(|t| {
+                t.start_attempt(
+                    deployment,
+                    at.op,
+                    at.number,
+                    at.fallback_depth,
+                    &upstream.span_attributes,
+                )
+            });
+        }
+        if let Some(host) = &upstream.host {
+            up.headers
+                .entry(http::header::HOST)
+                .or_insert_with(|| host.clone());
+        }
+        if let Some(a) = &attempt.0 {
+            for (k, v) in a.propagation_headers() {
+                up.headers.insert(k, v);
+            }
+        }
+        let send = self
+            .inner
+            .http
+            .post(&upstream.uri, &upstream.url, up.headers, up.body);
+        let first_byte = if request.is_stream() {
+            deployment
+                .stream_timeout
+                .or(self.inner.router.settings.stream_timeout)
+                .unwrap_or(at.timeout)
+        } else {
+            at.timeout
+        };
+        http_attempt(
+            provider,
+            &target,
+            send,
+            upstream.url.host_str().unwrap_or_default(),
+            request.operation(),
+            request.is_stream(),
+            first_byte,
+            at.timeout,
+            attempt.0.as_ref().filter(|_| first),
+        )
+        .await
+    }
+}
+
+/// Where an HTTP call stands in its call: the trace, the operation the caller asked for (a
+/// completion sent as chats is still a completion on its span), the attempt's number and
+/// fallback depth, and its timeout.
+#[derive(Clone, Copy)]
+struct HttpCall<'a> {
+    trace: Option<&'a CallTrace>,
+    op: Operation,
+    number: u32,
+    fallback_depth: u32,
+    timeout: Duration,
 }
 
 /// Per-call routing inputs the request body carries (LiteLLM's fields).
