@@ -750,34 +750,36 @@ impl Client {
                     fallback_depth,
                     timeout,
                 };
-                let r = match request {
-                    Request::Completion(r) if as_chat => r,
-                    other => {
-                        let result = self
-                            .http_call(deployment, provider, Cow::Borrowed(other), at, &mut attempt)
-                            .await;
+                // One `.await` of `http_call` for every case: each await site would add the
+                // call's whole future to this one's, which is moved on every poll set-up.
+                let (mut single, mut chats) = match request {
+                    Request::Completion(r) if as_chat => {
+                        match crate::completion_as_chat::requests(r) {
+                            Ok(chats) => (None, chats.into_iter()),
+                            Err(e) => return (Err(e), attempt),
+                        }
+                    }
+                    other => (Some(Cow::Borrowed(other)), Vec::new().into_iter()),
+                };
+                let calls = chats.len().max(1);
+                let mut answers = Vec::new();
+                while let Some(call) = single
+                    .take()
+                    .or_else(|| chats.next().map(|c| Cow::Owned(Request::Chat(c))))
+                {
+                    let result = self
+                        .http_call(deployment, provider, call, at, &mut attempt)
+                        .await;
+                    if calls == 1 {
+                        let result = if as_chat {
+                            result.map(chat_as_completion)
+                        } else {
+                            result
+                        };
                         return (result, attempt);
                     }
-                };
-                let mut chats = match crate::completion_as_chat::requests(r) {
-                    Ok(chats) => chats,
-                    Err(e) => return (Err(e), attempt),
-                };
-                if chats.len() == 1 {
-                    let chat = Request::Chat(chats.remove(0));
-                    let result = self
-                        .http_call(deployment, provider, Cow::Owned(chat), at, &mut attempt)
-                        .await;
-                    return (result.map(chat_as_completion), attempt);
-                }
-                // Several prompts (never a stream): one chat each, in order, merged.
-                let mut answers = Vec::with_capacity(chats.len());
-                for chat in chats {
-                    let chat = Cow::Owned(Request::Chat(chat));
-                    match self
-                        .http_call(deployment, provider, chat, at, &mut attempt)
-                        .await
-                    {
+                    // Several prompts (never a stream): one chat each, in order, merged.
+                    match result {
                         Ok(Attempt::Full(Response::Chat(c))) => answers.push(c),
                         Ok(_) => {
                             let e = Error::new(
