@@ -767,9 +767,11 @@ impl Client {
                     .take()
                     .or_else(|| chats.next().map(|c| Cow::Owned(Request::Chat(c))))
                 {
-                    let result = self
-                        .http_call(deployment, provider, call, at, &mut attempt)
-                        .await;
+                    // Boxed: the call's future (the HTTP exchange's) would otherwise be part of
+                    // every enclosing future, and each of those is moved whole a few times.
+                    let result =
+                        Box::pin(self.http_call(deployment, provider, call, at, &mut attempt))
+                            .await;
                     if calls == 1 {
                         let result = if as_chat {
                             result.map(chat_as_completion)
