@@ -23,26 +23,6 @@ pub enum Scope {
     Org(String),
 }
 
-/// `(set spend to $1, add $1 to spend)` per table, each `WHERE` its id column `= $2`.
-const STATEMENTS: [(&str, &str); 4] = [
-    (
-        "UPDATE traceway_keys SET spend = $1 WHERE token = $2",
-        "UPDATE traceway_keys SET spend = spend + $1 WHERE token = $2",
-    ),
-    (
-        "UPDATE traceway_teams SET spend = $1 WHERE team_id = $2",
-        "UPDATE traceway_teams SET spend = spend + $1 WHERE team_id = $2",
-    ),
-    (
-        "UPDATE traceway_users SET spend = $1 WHERE user_id = $2",
-        "UPDATE traceway_users SET spend = spend + $1 WHERE user_id = $2",
-    ),
-    (
-        "UPDATE traceway_organizations SET spend = $1 WHERE organization_id = $2",
-        "UPDATE traceway_organizations SET spend = spend + $1 WHERE organization_id = $2",
-    ),
-];
-
 impl Scope {
     /// Whether a cached key's budget check reads this scope's spend.
     pub fn covers(&self, info: &super::KeyInfo) -> bool {
@@ -52,27 +32,6 @@ impl Scope {
             Scope::User(id) => info.user_id.as_deref() == Some(id.as_str()),
             Scope::Org(id) => info.organization_id.as_deref() == Some(id.as_str()),
         }
-    }
-
-    fn statements(&self) -> ((&'static str, &'static str), &str) {
-        match self {
-            Scope::Key(id) => (STATEMENTS[0], id),
-            Scope::Team(id) => (STATEMENTS[1], id),
-            Scope::User(id) => (STATEMENTS[2], id),
-            Scope::Org(id) => (STATEMENTS[3], id),
-        }
-    }
-
-    /// The statement setting this scope's `spend` to `$1`, and the id it binds as `$2`.
-    pub(crate) fn set_spend(&self) -> (&'static str, &str) {
-        let ((set, _), id) = self.statements();
-        (set, id)
-    }
-
-    /// The statement adding `$1` to this scope's `spend`, and the id it binds as `$2`.
-    pub(crate) fn add_spend(&self) -> (&'static str, &str) {
-        let ((_, add), id) = self.statements();
-        (add, id)
     }
 }
 

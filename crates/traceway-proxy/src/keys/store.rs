@@ -65,48 +65,81 @@ impl<'s> MigrationSource<'s> for Embedded {
     }
 }
 
-/// The statements of budget resets, for one table that keeps `budget_reset_at`.
-struct ResetTable {
+/// The statements that move one table's `spend` (and `budget_reset_at`, for the tables that
+/// keep one), each `WHERE` the table's id column is the id bound last but one.
+struct SpendTable {
     scope: fn(String) -> Scope,
+    /// Sets `spend` to `$1` (`$2`: the id).
+    set_spend: &'static str,
+    /// Adds `$1` to `spend` (`$2`: the id).
+    add_spend: &'static str,
+    resets: Option<ResetStatements>,
+}
+
+/// A table's budget-reset statements.
+struct ResetStatements {
+    /// Sets `budget_reset_at` to `$1` (`$2`: the id).
     set: &'static str,
+    /// Ids, `extra` and `budget_reset_at` of the rows due at `$1`.
     due: &'static str,
+    /// Zeroes `spend` and sets `budget_reset_at` to `$1` (`$2`: the id) if it is still `$3`.
     reset: &'static str,
 }
 
-const RESET_TABLES: [ResetTable; 3] = [
-    ResetTable {
+const SPEND_TABLES: [SpendTable; 4] = [
+    SpendTable {
         scope: Scope::Key,
-        set: "UPDATE traceway_keys SET budget_reset_at = $1 WHERE token = $2",
-        due: "SELECT token AS id, extra, budget_reset_at FROM traceway_keys \
-              WHERE budget_reset_at <= $1",
-        reset: "UPDATE traceway_keys SET spend = 0, budget_reset_at = $1 \
-                WHERE token = $2 AND budget_reset_at = $3",
+        set_spend: "UPDATE traceway_keys SET spend = $1 WHERE token = $2",
+        add_spend: "UPDATE traceway_keys SET spend = spend + $1 WHERE token = $2",
+        resets: Some(ResetStatements {
+            set: "UPDATE traceway_keys SET budget_reset_at = $1 WHERE token = $2",
+            due: "SELECT token AS id, extra, budget_reset_at FROM traceway_keys \
+                  WHERE budget_reset_at <= $1",
+            reset: "UPDATE traceway_keys SET spend = 0, budget_reset_at = $1 \
+                    WHERE token = $2 AND budget_reset_at = $3",
+        }),
     },
-    ResetTable {
+    SpendTable {
         scope: Scope::Team,
-        set: "UPDATE traceway_teams SET budget_reset_at = $1 WHERE team_id = $2",
-        due: "SELECT team_id AS id, extra, budget_reset_at FROM traceway_teams \
-              WHERE budget_reset_at <= $1",
-        reset: "UPDATE traceway_teams SET spend = 0, budget_reset_at = $1 \
-                WHERE team_id = $2 AND budget_reset_at = $3",
+        set_spend: "UPDATE traceway_teams SET spend = $1 WHERE team_id = $2",
+        add_spend: "UPDATE traceway_teams SET spend = spend + $1 WHERE team_id = $2",
+        resets: Some(ResetStatements {
+            set: "UPDATE traceway_teams SET budget_reset_at = $1 WHERE team_id = $2",
+            due: "SELECT team_id AS id, extra, budget_reset_at FROM traceway_teams \
+                  WHERE budget_reset_at <= $1",
+            reset: "UPDATE traceway_teams SET spend = 0, budget_reset_at = $1 \
+                    WHERE team_id = $2 AND budget_reset_at = $3",
+        }),
     },
-    ResetTable {
+    SpendTable {
         scope: Scope::User,
-        set: "UPDATE traceway_users SET budget_reset_at = $1 WHERE user_id = $2",
-        due: "SELECT user_id AS id, extra, budget_reset_at FROM traceway_users \
-              WHERE budget_reset_at <= $1",
-        reset: "UPDATE traceway_users SET spend = 0, budget_reset_at = $1 \
-                WHERE user_id = $2 AND budget_reset_at = $3",
+        set_spend: "UPDATE traceway_users SET spend = $1 WHERE user_id = $2",
+        add_spend: "UPDATE traceway_users SET spend = spend + $1 WHERE user_id = $2",
+        resets: Some(ResetStatements {
+            set: "UPDATE traceway_users SET budget_reset_at = $1 WHERE user_id = $2",
+            due: "SELECT user_id AS id, extra, budget_reset_at FROM traceway_users \
+                  WHERE budget_reset_at <= $1",
+            reset: "UPDATE traceway_users SET spend = 0, budget_reset_at = $1 \
+                    WHERE user_id = $2 AND budget_reset_at = $3",
+        }),
+    },
+    // Organisations keep no reset time.
+    SpendTable {
+        scope: Scope::Org,
+        set_spend: "UPDATE traceway_organizations SET spend = $1 WHERE organization_id = $2",
+        add_spend: "UPDATE traceway_organizations SET spend = spend + $1 \
+                    WHERE organization_id = $2",
+        resets: None,
     },
 ];
 
-/// The reset statements of `scope`'s table and its id; organisations have none.
-fn reset_table(scope: &Scope) -> Option<(&'static ResetTable, &str)> {
+/// `scope`'s table and its id.
+fn spend_table(scope: &Scope) -> (&'static SpendTable, &str) {
     match scope {
-        Scope::Key(id) => Some((&RESET_TABLES[0], id)),
-        Scope::Team(id) => Some((&RESET_TABLES[1], id)),
-        Scope::User(id) => Some((&RESET_TABLES[2], id)),
-        Scope::Org(_) => None,
+        Scope::Key(id) => (&SPEND_TABLES[0], id),
+        Scope::Team(id) => (&SPEND_TABLES[1], id),
+        Scope::User(id) => (&SPEND_TABLES[2], id),
+        Scope::Org(id) => (&SPEND_TABLES[3], id),
     }
 }
 
@@ -708,10 +741,11 @@ impl Store {
     /// Sets when a key's, team's or user's spend next returns to 0 (`None`: never).
     /// Organisations keep no reset time; for them this does nothing.
     pub async fn set_budget_reset(&self, scope: &Scope, at: Option<i64>) -> Result<(), StoreError> {
-        let Some((table, id)) = reset_table(scope) else {
+        let (table, id) = spend_table(scope);
+        let Some(resets) = &table.resets else {
             return Ok(());
         };
-        sqlx::query(table.set)
+        sqlx::query(resets.set)
             .bind(at)
             .bind(id)
             .execute(&self.pool)
@@ -726,8 +760,11 @@ impl Store {
         now: i64,
     ) -> Result<Vec<(Scope, JsonMap, i64)>, StoreError> {
         let mut due = Vec::new();
-        for table in &RESET_TABLES {
-            let rows = sqlx::query(table.due)
+        for table in &SPEND_TABLES {
+            let Some(resets) = &table.resets else {
+                continue;
+            };
+            let rows = sqlx::query(resets.due)
                 .bind(now)
                 .fetch_all(&self.pool)
                 .await?;
@@ -751,10 +788,11 @@ impl Store {
         due: i64,
         next: Option<i64>,
     ) -> Result<bool, StoreError> {
-        let Some((table, id)) = reset_table(scope) else {
+        let (table, id) = spend_table(scope);
+        let Some(resets) = &table.resets else {
             return Ok(false);
         };
-        let done = sqlx::query(table.reset)
+        let done = sqlx::query(resets.reset)
             .bind(next)
             .bind(id)
             .bind(due)
@@ -765,8 +803,8 @@ impl Store {
 
     /// Sets one key's, team's, user's or organisation's spend (a management update that names it).
     pub async fn set_spend(&self, scope: &Scope, value: f64) -> Result<(), StoreError> {
-        let (sql, id) = scope.set_spend();
-        sqlx::query(sql)
+        let (table, id) = spend_table(scope);
+        sqlx::query(table.set_spend)
             .bind(value)
             .bind(id)
             .execute(&self.pool)
@@ -777,8 +815,8 @@ impl Store {
     /// Adds `amount` to one key's, team's, user's or organisation's spend, in the database
     /// (one statement, so replicas adding at once all count).
     pub async fn add_spend(&self, scope: &Scope, amount: f64) -> Result<(), StoreError> {
-        let (sql, id) = scope.add_spend();
-        sqlx::query(sql)
+        let (table, id) = spend_table(scope);
+        sqlx::query(table.add_spend)
             .bind(amount)
             .bind(id)
             .execute(&self.pool)
