@@ -113,7 +113,7 @@ async fn probe(state: &AppState, d: &Deployment) -> Result<(), Error> {
         .filter(|s| s.is_finite() && *s > 0.0)
         .and_then(|s| Duration::try_from_secs_f64(s).ok())
         .unwrap_or(PROBE_TIMEOUT);
-    match tokio::time::timeout(limit, state.client.probe(&d.id, request)).await {
+    match tokio::time::timeout(limit, state.client.probe(d, request)).await {
         Ok(result) => result,
         Err(_) => Err(Error::new(
             ErrorKind::Timeout,

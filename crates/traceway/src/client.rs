@@ -431,23 +431,13 @@ impl Client {
         .with_param(Some("model")))
     }
 
-    /// One call to exactly the deployment `deployment_id`, outside the router: no retries,
-    /// fallbacks, cooldowns, metrics or spans. For health checks, which must see each
-    /// deployment as it is and must not move the router's view of it.
-    pub async fn probe(&self, deployment_id: &str, request: Request) -> Result<(), Error> {
-        let Some(deployment) = self.deployments().find(|d| d.id == deployment_id) else {
-            return Err(Error::new(
-                ErrorKind::NotFound,
-                format!("no deployment with id \"{deployment_id}\""),
-            ));
-        };
+    /// One call to exactly `deployment` (one of [`Client::deployments`]), outside the router:
+    /// no retries, fallbacks, cooldowns, metrics or spans. For health checks, which must see
+    /// each deployment as it is and must not move the router's view of it. A stream counts as
+    /// answered at its first chunk.
+    pub async fn probe(&self, deployment: &Deployment, request: Request) -> Result<(), Error> {
         let (result, waiting) = self.attempt(deployment, &request, None, 1, 0).await;
-        let (result, _) = first_chunk_in(result, waiting).await;
-        match result? {
-            Attempt::Full(_) => Ok(()),
-            // The first chunk is in; the rest of the stream is not waited for.
-            Attempt::Stream(_) => Ok(()),
-        }
+        first_chunk_in(result, waiting).await.0.map(|_| ())
     }
 
     /// Any call, with options; the proxy's entry point. Routes through the model group's

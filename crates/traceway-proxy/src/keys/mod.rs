@@ -461,10 +461,8 @@ impl Keys {
     /// Writes the spend still pending to the database (at shutdown; the writer task does it
     /// every `proxy_batch_write_at` meanwhile).
     pub async fn write_spend(&self) {
-        if let Some(b) = self.backend.get()
-            && let Err(e) = self.spend.flush(&b.store, &self.cache).await
-        {
-            tracing::warn!("spend not written to the key database (kept for the next try): {e}");
+        if let Some(b) = self.backend.get() {
+            self.spend.write(&b.store, &self.cache).await;
         }
     }
 
@@ -704,9 +702,7 @@ async fn write_spend_every(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = ledger.flush(&store, &cache).await {
-            tracing::warn!("spend not written to the key database (kept for the next try): {e}");
-        }
+        ledger.write(&store, &cache).await;
         if let Err(e) = spend::reset_due_budgets(&store, &cache).await {
             tracing::warn!("budget resets not made (tried again next time): {e}");
         }
@@ -755,11 +751,7 @@ impl Meter {
 
     /// Adds `tokens` to this minute's usage and their cost to the spend.
     pub async fn record(&self, tokens: Tokens) {
-        if let Some(price) = self.price {
-            self.keys
-                .spend
-                .add(&self.spend, price.cost(tokens.input, tokens.output));
-        }
+        self.charge(tokens);
         if let Some(b) = self.keys.backend.get() {
             for s in &self.scopes {
                 b.limiter.add_tokens(s, tokens.total).await;
@@ -770,13 +762,20 @@ impl Meter {
     /// Records `tokens` in the background (from a stream that is ending, which cannot wait);
     /// their cost is added at once.
     pub fn record_later(mut self, tokens: Tokens) {
-        if let Some(price) = self.price.take() {
+        self.charge(tokens);
+        // Charged once: the task below only counts the tokens.
+        self.price = None;
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { self.record(tokens).await });
+        }
+    }
+
+    /// Adds the cost of `tokens` at the deployment's prices to the spend.
+    fn charge(&self, tokens: Tokens) {
+        if let Some(price) = self.price {
             self.keys
                 .spend
                 .add(&self.spend, price.cost(tokens.input, tokens.output));
-        }
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move { self.record(tokens).await });
         }
     }
 }

@@ -102,6 +102,14 @@ impl SpendLedger {
         }
         failed.map_or(Ok(()), Err)
     }
+
+    /// [`SpendLedger::flush`], a failure only logged: what was not written is kept for the
+    /// next time.
+    pub async fn write(&self, store: &Store, cache: &KeyCache) {
+        if let Err(e) = self.flush(store, cache).await {
+            tracing::warn!("spend not written to the key database (kept for the next try): {e}");
+        }
+    }
 }
 
 /// Returns to 0 the spend of every key, team and user whose `budget_duration` has run out,
