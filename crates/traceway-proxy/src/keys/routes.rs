@@ -194,9 +194,19 @@ fn reset_at(extra: &JsonMap, now: i64) -> Result<Option<i64>, ApiError> {
     })
 }
 
-/// Whether an update changed `budget_duration` (so its reset time is counted again from now).
-fn new_duration(before: Option<&Value>, extra: &JsonMap) -> bool {
-    extra.get("budget_duration") != before
+/// After an update: when `extra`'s `budget_duration` is not `before`, counts `budget_reset_at`
+/// again from `now`; whether it did (the stored reset time then needs writing).
+fn recount_reset(
+    before: Option<Value>,
+    extra: &JsonMap,
+    now: i64,
+    budget_reset_at: &mut Option<i64>,
+) -> Result<bool, ApiError> {
+    if extra.get("budget_duration") == before.as_ref() {
+        return Ok(false);
+    }
+    *budget_reset_at = reset_at(extra, now)?;
+    Ok(true)
 }
 
 fn duplicate(e: StoreError) -> ApiError {
@@ -587,10 +597,8 @@ async fn key_update(
     let before = row.extra.get("budget_duration").cloned();
     row.extra.extend(input.extra);
     row.updated_at = now_ms();
-    let reset_changed = new_duration(before.as_ref(), &row.extra);
-    if reset_changed {
-        row.budget_reset_at = reset_at(&row.extra, row.updated_at)?;
-    }
+    let reset_changed =
+        recount_reset(before, &row.extra, row.updated_at, &mut row.budget_reset_at)?;
     store.update_key(&row).await.map_err(duplicate)?;
     let scope = Scope::Key(token.clone());
     if let Some(value) = set_spend {
@@ -996,10 +1004,7 @@ async fn team_update(
     let members = b.list("members_with_roles")?;
     b.finish();
     let now = now_ms();
-    let reset_changed = new_duration(before.as_ref(), &team.extra);
-    if reset_changed {
-        team.budget_reset_at = reset_at(&team.extra, now)?;
-    }
+    let reset_changed = recount_reset(before, &team.extra, now, &mut team.budget_reset_at)?;
     if let Some(members) = members {
         let members = members_input(store, "members_with_roles", members).await?;
         store.clear_members(&team_id).await?;
@@ -1280,10 +1285,7 @@ async fn user_new(
     let before = user.extra.get("budget_duration").cloned();
     user.extra.extend(user_extra);
     user.updated_at = now;
-    let reset_changed = new_duration(before.as_ref(), &user.extra);
-    if reset_changed {
-        user.budget_reset_at = reset_at(&user.extra, now)?;
-    }
+    let reset_changed = recount_reset(before, &user.extra, now, &mut user.budget_reset_at)?;
     store.insert_user(&user).await?;
     store.update_user(&user).await?;
     if reset_changed {
@@ -1415,10 +1417,7 @@ async fn user_update(
     let before = user.extra.get("budget_duration").cloned();
     user.extra.extend(extra);
     user.updated_at = now;
-    let reset_changed = new_duration(before.as_ref(), &user.extra);
-    if reset_changed {
-        user.budget_reset_at = reset_at(&user.extra, now)?;
-    }
+    let reset_changed = recount_reset(before, &user.extra, now, &mut user.budget_reset_at)?;
     store.update_user(&user).await?;
     let scope = Scope::User(user.user_id.clone());
     if let Some(value) = spend {
