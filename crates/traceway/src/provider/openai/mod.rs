@@ -10,6 +10,8 @@ use crate::types::{ErrorBody, GATEWAY_ONLY_FIELDS};
 use http::{HeaderMap, HeaderValue, header};
 use serde_json::Value;
 
+mod body;
+
 /// Provider id.
 pub const ID: &str = "openai";
 /// Where requests go when the deployment names no `api_base`.
@@ -189,7 +191,12 @@ impl HttpProvider for OpenAi {
         target: &Target<'_>,
         request: &Request,
     ) -> Result<UpstreamRequest, Error> {
-        let body = request_body(target, request)?;
+        let body = body::write(target, request).map_err(|e| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("could not serialise the request: {e}"),
+            )
+        })?;
         let base = target
             .api_base
             .unwrap_or(DEFAULT_API_BASE)
@@ -211,12 +218,6 @@ impl HttpProvider for OpenAi {
             v.set_sensitive(true);
             headers.insert(header::AUTHORIZATION, v);
         }
-        let body = serde_json::to_vec(&body).map_err(|e| {
-            Error::new(
-                ErrorKind::Internal,
-                format!("could not serialise the request: {e}"),
-            )
-        })?;
         Ok(UpstreamRequest {
             url: [base, path(request.operation())].concat(),
             headers,
