@@ -221,9 +221,55 @@ fn put_key_values(buf: &mut Vec<u8>, field: u32, attrs: &[KeyValue]) {
 }
 
 fn put_key_value(buf: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
-    // Strings, nearly every attribute, are measured and framed here in one match; the framing
-    // bytes are gathered on the stack and appended with the text in a few copies, since this
-    // runs for every attribute of every exported span.
+    // Most attributes are short: when a whole `KeyValue` fits in 127 bytes, every tag and
+    // length in it is one byte, so its framing is a few fixed bytes around the key and the
+    // text (or the scalar), written without measuring anything. This runs for every
+    // attribute of every exported span.
+    if !key.is_empty() && field < 16 {
+        let mut scalar = Head::default();
+        let text = match value {
+            Value::String(s) => Some(s.as_str()),
+            Value::Bool(b) => {
+                scalar.tag(2, VARINT);
+                scalar.varint(u64::from(*b));
+                None
+            }
+            Value::I64(i) => {
+                scalar.tag(3, VARINT);
+                scalar.varint(*i as u64);
+                None
+            }
+            Value::F64(f) => {
+                scalar.tag(4, FIXED64);
+                scalar.bytes(&f.to_bits().to_le_bytes());
+                None
+            }
+            _ => return put_framed_key_value(buf, field, key, value),
+        };
+        // The `AnyValue` body: a string's tag, length and text, or the scalar's bytes.
+        let value_len = text.map_or(scalar.len, |t| 2 + t.len());
+        let body_len = 2 + key.len() + 2 + value_len;
+        if body_len < 128 {
+            buf.reserve(2 + body_len);
+            buf.extend_from_slice(&[tag(field, LEN) as u8, body_len as u8, 0x0a, key.len() as u8]);
+            buf.extend_from_slice(key.as_bytes());
+            buf.extend_from_slice(&[0x12, value_len as u8]);
+            match text {
+                Some(t) => {
+                    buf.extend_from_slice(&[0x0a, t.len() as u8]);
+                    buf.extend_from_slice(t.as_bytes());
+                }
+                None => scalar.append_to(buf),
+            }
+            return;
+        }
+    }
+    put_framed_key_value(buf, field, key, value);
+}
+
+/// [`put_key_value`] for any size: the lengths are measured and the framing bytes gathered
+/// on the stack, then appended with the text in a few copies.
+fn put_framed_key_value(buf: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
     match value {
         Value::String(s) => {
             let text = s.as_str();
@@ -283,6 +329,11 @@ impl Head {
 
     fn tag(&mut self, field: u32, wire: u8) {
         self.varint(tag(field, wire));
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
     }
 
     /// Appends the gathered bytes. A few bytes of variable length would cost a call to `memcpy`
@@ -639,6 +690,35 @@ mod tests {
             assert_eq!(ours, reference(&resource, vec![s]), "value of {size} bytes");
         }
         assert!(export_request(&EncodedResource::default(), &[]).is_empty());
+    }
+
+    #[test]
+    fn attributes_around_the_short_form_limit_are_written_right() {
+        let scope = InstrumentationScope::builder("traceway").build();
+        let resource = Resource::builder_empty().build();
+        let mut attributes = Vec::new();
+        // A `KeyValue` body of 2 + key + 2 + 2 + text bytes: 126 to 129 around the limit.
+        for key_len in [1, 60, 119, 125, 126, 127, 128] {
+            for text_len in [0, 1, 117, 118, 119, 120, 121, 130] {
+                attributes.push(KeyValue::new(
+                    Key::from("k".repeat(key_len)),
+                    "t".repeat(text_len),
+                ));
+            }
+            attributes.push(KeyValue::new(Key::from("b".repeat(key_len)), true));
+            attributes.push(KeyValue::new(Key::from("i".repeat(key_len)), i64::MIN));
+            attributes.push(KeyValue::new(Key::from("f".repeat(key_len)), -1.5));
+        }
+        // An empty key is left out of its `KeyValue` (proto3's default).
+        attributes.push(KeyValue::new("", "no key"));
+        attributes.push(KeyValue::new("", 7_i64));
+        let mut s = span("limits", 1, 0, &scope, Status::Unset);
+        s.attributes = attributes;
+        let bytes = export_request(&EncodedResource::new(&resource), &[s.clone()]);
+        let ours = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
+        let theirs = reference(&resource, vec![s]);
+        assert_eq!(ours, theirs);
+        assert_eq!(bytes.len(), theirs.encoded_len());
     }
 
     #[test]
