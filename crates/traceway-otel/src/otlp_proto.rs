@@ -499,43 +499,60 @@ pub(crate) fn export_request(resource: &EncodedResource, spans: &[SpanData]) -> 
     if spans.is_empty() {
         return Vec::new();
     }
-    // Each `ScopeSpans` body is written whole, each span first into `span` and then behind its
-    // length: copying a few kilobytes costs less than measuring every attribute beforehand.
+    // Each span body is written once, one after another, into `bodies`; the framing around
+    // them is measured from their lengths, and everything is then copied once into a buffer
+    // of the exact size (measuring every attribute up front cost more than that copy).
     // Spans of one batch nearly always share one scope; a few scopes are compared linearly.
-    let mut groups: Vec<(&InstrumentationScope, Vec<u8>)> = Vec::new();
-    let mut span = Vec::new();
-    for (i, data) in spans.iter().enumerate() {
-        span.clear();
-        put_span_body(&mut span, data);
+    let mut bodies: Vec<u8> = Vec::new();
+    // Per span: its scope's group and where its body ends in `bodies`.
+    let mut ends: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
+    // Per scope: the scope and the encoded size of its spans' fields.
+    let mut groups: Vec<(&InstrumentationScope, usize)> = Vec::new();
+    for data in spans {
+        let start = bodies.len();
+        put_span_body(&mut bodies, data);
+        if start == 0 {
+            // Room for the rest of the batch if its spans are about this size.
+            bodies.reserve((bodies.len() + 16) * (spans.len() - 1));
+        }
         let scope = &data.instrumentation_scope;
-        let at = match groups.iter().position(|(s, _)| *s == scope) {
-            Some(at) => at,
+        let group = match groups.iter().position(|(s, _)| *s == scope) {
+            Some(g) => g,
             None => {
-                // Room for the rest of the batch if its spans are about this size.
-                let mut body = Vec::with_capacity((span.len() + 4) * (spans.len() - i) + 64);
-                put_message(&mut body, 1, scope_len(scope), |b| put_scope_body(b, scope));
-                groups.push((scope, body));
+                groups.push((scope, 0));
                 groups.len() - 1
             }
         };
-        let body = &mut groups[at].1;
-        put_bytes(body, 2, &span);
+        groups[group].1 += len_field(2, bodies.len() - start);
+        ends.push((group, bodies.len()));
     }
-    for (scope, body) in &mut groups {
-        put_str(body, 3, scope.schema_url().unwrap_or_default());
-    }
+    let group_len = |(scope, spans_len): (&InstrumentationScope, usize)| {
+        len_field(1, scope_len(scope))
+            + spans_len
+            + str_field(3, scope.schema_url().unwrap_or_default())
+    };
     let resource_spans_len = len_field(1, resource.body.len())
         + groups
             .iter()
-            .map(|(_, body)| len_field(2, body.len()))
+            .map(|&g| len_field(2, group_len(g)))
             .sum::<usize>()
         + str_field(3, &resource.schema_url);
     let total = len_field(1, resource_spans_len);
     let mut buf = Vec::with_capacity(total);
     put_message(&mut buf, 1, resource_spans_len, |buf| {
         put_bytes(buf, 1, &resource.body);
-        for (_, body) in &groups {
-            put_bytes(buf, 2, body);
+        for (index, &(scope, spans_len)) in groups.iter().enumerate() {
+            put_message(buf, 2, group_len((scope, spans_len)), |buf| {
+                put_message(buf, 1, scope_len(scope), |b| put_scope_body(b, scope));
+                let mut start = 0;
+                for &(group, end) in &ends {
+                    if group == index {
+                        put_bytes(buf, 2, &bodies[start..end]);
+                    }
+                    start = end;
+                }
+                put_str(buf, 3, scope.schema_url().unwrap_or_default());
+            });
         }
         put_str(buf, 3, &resource.schema_url);
     });
