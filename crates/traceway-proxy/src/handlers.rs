@@ -152,10 +152,11 @@ fn request_id(headers: &HeaderMap) -> String {
         .map(str::to_owned)
         // A v4 UUID from the thread-local RNG: `Uuid::new_v4` asks the kernel (a getrandom
         // system call) on every request.
+        // Encoded straight into a buffer rather than through `Display`'s formatting machinery.
         .unwrap_or_else(|| {
-            uuid::Builder::from_random_bytes(rand::random())
-                .into_uuid()
-                .to_string()
+            let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+            let mut text = uuid::Uuid::encode_buffer();
+            id.hyphenated().encode_lower(&mut text).to_owned()
         })
 }
 

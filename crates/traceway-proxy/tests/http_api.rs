@@ -66,7 +66,24 @@ async fn unprefixed_routes_and_generated_request_ids() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
-    assert_eq!(id.len(), 36, "a UUID is generated when none is given: {id}");
+    let uuid = uuid::Uuid::parse_str(&id).unwrap();
+    assert_eq!(
+        (id.len(), uuid.get_version_num()),
+        (36, 4),
+        "a v4 UUID is generated when none is given: {id}"
+    );
+    assert_eq!(id, id.to_lowercase(), "written in lower case");
+    let next = http()
+        .post(format!("{}/chat/completions", p.url()))
+        .json(&chat_body("gpt"))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        next.headers()["x-request-id"],
+        id.as_str(),
+        "one per request"
+    );
 }
 
 #[tokio::test]
