@@ -203,15 +203,19 @@ impl Compatible {
         env: &dyn Env,
     ) -> Result<UpstreamRequest, Error> {
         let base = self.base(target, env)?;
-        let mut body = openai::request_body(target, request)?;
-        if let Value::Object(map) = &mut body {
-            for f in super::common::SETTINGS_FIELDS {
-                map.remove(*f);
-            }
-            if self.0.quirk == Quirk::Mistral {
+        // Mistral's body is reshaped, from the JSON tree; every other one is written straight.
+        let body = if self.0.quirk == Quirk::Mistral {
+            let mut body = openai::request_body(target, request)?;
+            if let Value::Object(map) = &mut body {
+                for f in super::common::SETTINGS_FIELDS {
+                    map.remove(*f);
+                }
                 mistral_body(map);
             }
-        }
+            super::common::to_body(&body)?
+        } else {
+            openai::body::write(target, request, super::common::SETTINGS_FIELDS)?.into()
+        };
         let mut headers = HeaderMap::new();
         headers.insert(
             header::CONTENT_TYPE,
@@ -231,7 +235,7 @@ impl Compatible {
         Ok(UpstreamRequest {
             url: format!("{base}{path}"),
             headers,
-            body: super::common::to_body(&body)?,
+            body,
         })
     }
 }

@@ -99,12 +99,7 @@ impl Azure {
         env: &dyn Env,
     ) -> Result<UpstreamRequest, Error> {
         let url = url(target, request.operation(), env)?;
-        let mut body = openai::request_body(target, request)?;
-        if let Value::Object(map) = &mut body {
-            for f in common::SETTINGS_FIELDS {
-                map.remove(*f);
-            }
-        }
+        let body = openai::body::write(target, request, common::SETTINGS_FIELDS)?;
         let mut headers = HeaderMap::new();
         headers.insert(
             header::CONTENT_TYPE,
@@ -119,7 +114,7 @@ impl Azure {
         Ok(UpstreamRequest {
             url,
             headers,
-            body: common::to_body(&body)?,
+            body: body.into(),
         })
     }
 }

@@ -9,24 +9,37 @@
 //! out as it passes, and the missing params added at the end.
 
 use super::super::{Request, Target};
+use crate::error::{Error, ErrorKind};
 use crate::types::{Extra, GATEWAY_ONLY_FIELDS};
 use serde::ser::{Error as _, Impossible, Serialize, SerializeMap, SerializeStruct, Serializer};
 
-/// The upstream JSON body of `request` for `target`; the same object as
-/// `serde_json::to_vec(&request_body(target, request)?)`, its keys in another order.
-pub(crate) fn write(target: &Target<'_>, request: &Request) -> Result<Vec<u8>, serde_json::Error> {
+/// The upstream JSON body of `request` for `target`, without the fields named in `drop`
+/// (wherever they come from); the same object as `request_body(target, request)` with those
+/// keys removed, its keys in another order.
+pub(crate) fn write(
+    target: &Target<'_>,
+    request: &Request,
+    drop: &[&str],
+) -> Result<Vec<u8>, Error> {
     let mut out = Vec::with_capacity(512);
     let mut ser = serde_json::Serializer::new(&mut out);
     let top = Top {
         inner: &mut ser,
         model: target.model,
         params: target.params,
+        drop,
     };
     match request {
-        Request::Chat(r) => r.serialize(top)?,
-        Request::Completion(r) => r.serialize(top)?,
-        Request::Embedding(r) => r.serialize(top)?,
+        Request::Chat(r) => r.serialize(top),
+        Request::Completion(r) => r.serialize(top),
+        Request::Embedding(r) => r.serialize(top),
     }
+    .map_err(|e| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("could not serialise the request: {e}"),
+        )
+    })?;
     Ok(out)
 }
 
@@ -38,7 +51,7 @@ enum Field {
     Keep(Option<usize>),
     /// `model`: written with the upstream's model name.
     Model,
-    /// A gateway-only field: left out.
+    /// A gateway-only field, or one the provider drops: left out.
     Drop,
 }
 
@@ -47,6 +60,7 @@ struct Top<'a, S> {
     inner: S,
     model: &'a str,
     params: &'a Extra,
+    drop: &'a [&'a str],
 }
 
 /// The request's fields on their way to the JSON object.
@@ -54,6 +68,7 @@ struct Fields<'a, M> {
     map: M,
     model: &'a str,
     params: &'a Extra,
+    drop: &'a [&'a str],
     /// Params the request set itself (by position in `params`).
     set: Vec<bool>,
     model_written: bool,
@@ -62,11 +77,12 @@ struct Fields<'a, M> {
 }
 
 impl<'a, M: SerializeMap> Fields<'a, M> {
-    fn new(map: M, model: &'a str, params: &'a Extra) -> Self {
+    fn new(map: M, model: &'a str, params: &'a Extra, drop: &'a [&'a str]) -> Self {
         Fields {
             map,
             model,
             params,
+            drop,
             set: vec![false; params.len()],
             model_written: false,
             pending: Field::Drop,
@@ -76,7 +92,7 @@ impl<'a, M: SerializeMap> Fields<'a, M> {
     fn classify(&self, key: &str) -> Field {
         if key == "model" {
             Field::Model
-        } else if GATEWAY_ONLY_FIELDS.contains(&key) {
+        } else if GATEWAY_ONLY_FIELDS.contains(&key) || self.drop.contains(&key) {
             Field::Drop
         } else if self.params.is_empty() {
             Field::Keep(None)
@@ -112,7 +128,7 @@ impl<'a, M: SerializeMap> Fields<'a, M> {
         }
         for ((k, v), set) in self.params.iter().zip(&self.set) {
             // `model` is the upstream's name whatever the params say.
-            if !set && k != "model" {
+            if !set && k != "model" && !self.drop.contains(&k.as_str()) {
                 self.map.serialize_entry(k, v)?;
             }
         }
@@ -250,7 +266,7 @@ impl<'a, S: Serializer> Serializer for Top<'a, S> {
 
     fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, S::Error> {
         let map = self.inner.serialize_map(None)?;
-        Ok(Fields::new(map, self.model, self.params))
+        Ok(Fields::new(map, self.model, self.params, self.drop))
     }
 
     fn serialize_struct(
@@ -385,10 +401,13 @@ mod tests {
         }
     }
 
-    fn same_as_the_value_tree(request: &Request, params: &Extra) {
+    fn same_as_the_value_tree(request: &Request, params: &Extra, drop: &[&str]) {
         let target = target(params);
-        let written = write(&target, request).unwrap();
-        let tree = super::super::request_body(&target, request).unwrap();
+        let written = write(&target, request, drop).unwrap();
+        let mut tree = super::super::request_body(&target, request).unwrap();
+        for f in drop {
+            tree.as_object_mut().unwrap().remove(*f);
+        }
         // Both read back by one parser, so that a float's text is compared, not how closely
         // the parser rounds it.
         let tree: Value = serde_json::from_slice(&serde_json::to_vec(&tree).unwrap()).unwrap();
@@ -416,7 +435,7 @@ mod tests {
                 .unwrap();
         let request = request(0, &extra).unwrap();
         let body: Value =
-            serde_json::from_slice(&write(&target(&params), &request).unwrap()).unwrap();
+            serde_json::from_slice(&write(&target(&params), &request, &[]).unwrap()).unwrap();
         assert_eq!(
             body,
             json!({
@@ -428,7 +447,14 @@ mod tests {
                 "metadata": "m"
             })
         );
-        same_as_the_value_tree(&request, &params);
+        same_as_the_value_tree(&request, &params, &[]);
+        // A provider's own drops apply to the request's fields and the params alike.
+        let body: Value = serde_json::from_slice(
+            &write(&target(&params), &request, &["top_p", "reasoning_effort"]).unwrap(),
+        )
+        .unwrap();
+        assert!(body.get("top_p").is_none() && body.get("reasoning_effort").is_none());
+        assert_eq!(body["metadata"], "m");
     }
 
     proptest! {
@@ -437,11 +463,12 @@ mod tests {
             operation in 0u8..3,
             extra in proptest::collection::btree_map(proptest::sample::select(KEYS), values(), 0..8),
             params in proptest::collection::btree_map(proptest::sample::select(KEYS), values(), 0..5),
+            drop in proptest::sample::subsequence(&KEYS[1..], 0..4),
         ) {
             let extra: Extra = extra.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
             let params: Extra = params.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
             if let Some(request) = request(operation, &extra) {
-                same_as_the_value_tree(&request, &params);
+                same_as_the_value_tree(&request, &params, &drop);
             }
         }
     }

@@ -10,7 +10,7 @@ use crate::types::{ErrorBody, GATEWAY_ONLY_FIELDS};
 use http::{HeaderMap, HeaderValue, header};
 use serde_json::Value;
 
-mod body;
+pub(crate) mod body;
 
 /// Provider id.
 pub const ID: &str = "openai";
@@ -191,12 +191,7 @@ impl HttpProvider for OpenAi {
         target: &Target<'_>,
         request: &Request,
     ) -> Result<UpstreamRequest, Error> {
-        let body = body::write(target, request).map_err(|e| {
-            Error::new(
-                ErrorKind::Internal,
-                format!("could not serialise the request: {e}"),
-            )
-        })?;
+        let body = body::write(target, request, &[])?;
         let base = target
             .api_base
             .unwrap_or(DEFAULT_API_BASE)
