@@ -14,6 +14,8 @@ pub(crate) mod body;
 
 /// Provider id.
 pub const ID: &str = "openai";
+/// The header naming the OpenAI organization a request is billed to.
+const ORGANIZATION: http::HeaderName = http::HeaderName::from_static("openai-organization");
 /// Where requests go when the deployment names no `api_base`.
 pub const DEFAULT_API_BASE: &str = "https://api.openai.com/v1";
 
@@ -191,7 +193,9 @@ impl HttpProvider for OpenAi {
         target: &Target<'_>,
         request: &Request,
     ) -> Result<UpstreamRequest, Error> {
-        let body = body::write(target, request, &[])?;
+        // Provider settings among the params (`organization`, `api_version` …) stay out of the
+        // body, where OpenAI would refuse them as unknown arguments.
+        let body = body::write(target, request, super::common::SETTINGS_FIELDS)?;
         let base = target
             .api_base
             .unwrap_or(DEFAULT_API_BASE)
@@ -212,6 +216,16 @@ impl HttpProvider for OpenAi {
             })?;
             v.set_sensitive(true);
             headers.insert(header::AUTHORIZATION, v);
+        }
+        // `litellm_params.organization`, sent as the OpenAI client libraries send it.
+        if let Some(org) = target.params.get("organization").and_then(Value::as_str) {
+            let v = HeaderValue::from_str(org).map_err(|_| {
+                Error::new(
+                    ErrorKind::BadRequest,
+                    "the deployment's organization contains characters not allowed in an HTTP header",
+                )
+            })?;
+            headers.insert(ORGANIZATION, v);
         }
         Ok(UpstreamRequest {
             url: [base, path(request.operation())].concat(),
@@ -261,6 +275,8 @@ mod tests {
         let mut params = Extra::new();
         params.insert("temperature".into(), serde_json::json!(0.7));
         params.insert("top_p".into(), serde_json::json!(0.5));
+        params.insert("organization".into(), serde_json::json!("org-42"));
+        params.insert("api_version".into(), serde_json::json!("2024-10-21"));
         let target = Target {
             env: &traceway_otel::env::ProcessEnv,
             model: "gpt-4o",
@@ -276,6 +292,8 @@ mod tests {
         assert_eq!(body["top_p"], 0.5);
         assert_eq!(body["reasoning_effort"], "low");
         assert!(body.get("mock_response").is_none() && body.get("metadata").is_none());
+        assert!(body.get("organization").is_none() && body.get("api_version").is_none());
+        assert_eq!(up.headers["openai-organization"], "org-42");
         assert!(up.headers[header::AUTHORIZATION].is_sensitive());
     }
 
