@@ -166,20 +166,12 @@ fn array_len(array: &Array) -> usize {
 
 /// `AnyValue`: a oneof, so its field is written even when it holds the default.
 fn put_any_value_body(buf: &mut Vec<u8>, value: &Value) {
+    if let Some(scalar) = scalar_body(value) {
+        scalar.append_to(buf);
+        return;
+    }
     match value {
         Value::String(s) => put_bytes(buf, 1, s.as_str().as_bytes()),
-        Value::Bool(b) => {
-            put_tag(buf, 2, VARINT);
-            put_varint(buf, u64::from(*b));
-        }
-        Value::I64(i) => {
-            put_tag(buf, 3, VARINT);
-            put_varint(buf, *i as u64);
-        }
-        Value::F64(f) => {
-            put_tag(buf, 4, FIXED64);
-            buf.extend_from_slice(&f.to_bits().to_le_bytes());
-        }
         Value::Array(array) => put_message(buf, 5, array_len(array), |buf| {
             let element = |buf: &mut Vec<u8>, v: &Value| {
                 put_message(buf, 1, any_value_len(v), |b| put_any_value_body(b, v));
@@ -199,6 +191,28 @@ fn put_any_value_body(buf: &mut Vec<u8>, value: &Value) {
         }),
         other => put_bytes(buf, 1, other.as_str().as_bytes()),
     }
+}
+
+/// The `AnyValue` body of a bool, integer or float (its oneof field), gathered on the stack;
+/// `None` for strings, arrays and other kinds.
+fn scalar_body(value: &Value) -> Option<Head> {
+    let mut head = Head::default();
+    match value {
+        Value::Bool(b) => {
+            head.tag(2, VARINT);
+            head.varint(u64::from(*b));
+        }
+        Value::I64(i) => {
+            head.tag(3, VARINT);
+            head.varint(*i as u64);
+        }
+        Value::F64(f) => {
+            head.tag(4, FIXED64);
+            head.bytes(&f.to_bits().to_le_bytes());
+        }
+        _ => return None,
+    }
+    Some(head)
 }
 
 /// The encoded size of a `KeyValue` body.
@@ -226,25 +240,12 @@ fn put_key_value(buf: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
     // text (or the scalar), written without measuring anything. This runs for every
     // attribute of every exported span.
     if !key.is_empty() && field < 16 {
-        let mut scalar = Head::default();
-        let text = match value {
-            Value::String(s) => Some(s.as_str()),
-            Value::Bool(b) => {
-                scalar.tag(2, VARINT);
-                scalar.varint(u64::from(*b));
-                None
-            }
-            Value::I64(i) => {
-                scalar.tag(3, VARINT);
-                scalar.varint(*i as u64);
-                None
-            }
-            Value::F64(f) => {
-                scalar.tag(4, FIXED64);
-                scalar.bytes(&f.to_bits().to_le_bytes());
-                None
-            }
-            _ => return put_framed_key_value(buf, field, key, value),
+        let (text, scalar) = match value {
+            Value::String(s) => (Some(s.as_str()), Head::default()),
+            _ => match scalar_body(value) {
+                Some(scalar) => (None, scalar),
+                None => return put_framed_key_value(buf, field, key, value),
+            },
         };
         // The `AnyValue` body: a string's tag, length and text, or the scalar's bytes.
         let value_len = text.map_or(scalar.len, |t| 2 + t.len());

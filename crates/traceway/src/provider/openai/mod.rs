@@ -219,13 +219,10 @@ impl HttpProvider for OpenAi {
         }
         // `litellm_params.organization`, sent as the OpenAI client libraries send it.
         if let Some(org) = target.params.get("organization").and_then(Value::as_str) {
-            let v = HeaderValue::from_str(org).map_err(|_| {
-                Error::new(
-                    ErrorKind::BadRequest,
-                    "the deployment's organization contains characters not allowed in an HTTP header",
-                )
-            })?;
-            headers.insert(ORGANIZATION, v);
+            headers.insert(
+                ORGANIZATION,
+                super::common::secret_header(org, "organization")?,
+            );
         }
         Ok(UpstreamRequest {
             url: [base, path(request.operation())].concat(),
