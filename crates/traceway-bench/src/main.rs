@@ -1,5 +1,6 @@
 //! `traceway-bench`: one run measures, side by side on this machine, a fast mock OpenAI upstream
-//! called directly (the physical limit), the real `traceway` binary with tracing off, the same
+//! called directly (the physical limit), a bare forwarder and optionally nginx in front of it
+//! (what any proxy costs on this harness), the real `traceway` binary with tracing off, the same
 //! with OTLP export on to a counting receiver, and optionally LiteLLM's proxy with its `otel`
 //! callback; then prints a Markdown report (ratios, raw figures, machine, commands).
 //!
@@ -7,8 +8,10 @@
 //! the end. `bench/run.sh` builds the binaries and runs this with sensible defaults.
 
 mod auth;
+mod forwarder;
 mod load;
 mod machine;
+mod nginx;
 mod process;
 mod receiver;
 mod report;
@@ -80,14 +83,30 @@ pub struct Cli {
     /// Warm-up seconds per case before measuring.
     #[arg(long, default_value_t = 2.0)]
     pub warmup_seconds: f64,
-    /// Which cases to run, in order: `direct` (the mock upstream itself), `off` (Traceway,
+    /// Which cases to run, in order: `direct` (the mock upstream itself), `forwarder` (a bare
+    /// hyper server and pooled client passing requests and answers through unread: the floor of
+    /// any gateway on this harness), `nginx` (nginx proxying to the mock, `--nginx-bin`), `off` (Traceway,
     /// tracing off and the `/ui` trace buffer off: no span work at all), `otlp` (Traceway with
     /// `callbacks: ["otel"]` to the counting receiver, shipped defaults otherwise: the `/ui`
     /// trace buffer on too), `off-ui` (tracing off, the `/ui` trace buffer asked for with
     /// `TRACEWAY_UI_TRACES=200`: it records spans), `otlp-noui` (OTLP on, trace buffer off).
     /// Ratios need `direct`, `off` and `otlp`.
-    #[arg(long, value_delimiter = ',', default_value = "direct,off,otlp")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "direct,forwarder,off,otlp"
+    )]
     pub cases: Vec<String>,
+    /// nginx's executable, for the `nginx` case (Debian's `nginx-light`).
+    #[arg(long, default_value = "/usr/sbin/nginx")]
+    pub nginx_bin: PathBuf,
+    /// Run as the reference forwarder to this upstream instead (the `forwarder` case starts the
+    /// harness itself this way).
+    #[arg(long, hide = true)]
+    pub forwarder_upstream: Option<std::net::SocketAddr>,
+    /// The reference forwarder's port, with `--forwarder-upstream`.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub port: u16,
     /// Extra environment for every Traceway process, `NAME=VALUE` (repeatable), e.g.
     /// `LD_PRELOAD=…` to try another allocator.
     #[arg(long = "traceway-env", value_name = "NAME=VALUE")]
@@ -183,9 +202,9 @@ impl Case {
         self.child.as_ref().map(|c| c.0.id())
     }
 
-    /// CPU time of the gateway process so far (`None` for direct).
+    /// CPU time of the gateway process and its workers so far (`None` for direct).
     fn cpu(&self) -> Option<Duration> {
-        self.pid().and_then(|p| process::cpu_time(Some(p)))
+        self.pid().and_then(process::tree_cpu_time)
     }
 
     fn rss_kib(&self) -> Option<u64> {
@@ -463,8 +482,9 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
         .with_context(|| format!("creating {}", cli.work_dir.display()))?;
     for id in &cli.cases {
         anyhow::ensure!(
-            id == "direct" || TRACEWAY_CASES.iter().any(|c| c.id == id),
-            "unknown case {id:?} (known: direct, off, otlp, off-ui, otlp-noui)"
+            ["direct", "forwarder", "nginx"].contains(&id.as_str())
+                || TRACEWAY_CASES.iter().any(|c| c.id == id),
+            "unknown case {id:?} (known: direct, forwarder, nginx, off, otlp, off-ui, otlp-noui)"
         );
     }
     let machine = machine::Machine::read();
@@ -486,7 +506,18 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
     let path = "/v1/chat/completions".to_owned();
     let start_limit = Duration::from_secs(20);
     let mut cases = Vec::new();
+    let mut notes = Vec::new();
     for id in &cli.cases {
+        if id == "forwarder" || id == "nginx" {
+            match start_reference(&cli, id, up.addr, &path, start_limit).await {
+                Ok(case) => cases.push(case),
+                Err(e) => {
+                    eprintln!("{id} left out: {e:#}");
+                    notes.push(format!("The `{id}` case was asked for but left out: {e:#}"));
+                }
+            }
+            continue;
+        }
         if id == "direct" {
             cases.push(Case {
                 id: id.clone(),
@@ -698,9 +729,74 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         upstream_requests: up.requests(),
         litellm_note,
-        notes: Vec::new(),
+        notes,
     };
     Ok(report::render(&run, &cases))
+}
+
+/// Starts a reference proxy in front of the mock: the bare forwarder (this executable again,
+/// with cold starts measured like Traceway's) or nginx (one start).
+async fn start_reference(
+    cli: &Cli,
+    id: &str,
+    upstream: std::net::SocketAddr,
+    path: &str,
+    limit: Duration,
+) -> anyhow::Result<Case> {
+    let (name, launch, colds) = if id == "nginx" {
+        let launch = nginx::launch(&cli.nginx_bin, &cli.work_dir, upstream)?;
+        (format!("nginx {}", nginx_version(cli)), launch, 0)
+    } else {
+        let port = process::free_port()?;
+        let launch = process::Launch {
+            name: id.to_owned(),
+            program: std::env::current_exe().context("finding this executable")?,
+            args: vec![
+                "--forwarder-upstream".to_owned(),
+                upstream.to_string(),
+                "--port".to_owned(),
+                port.to_string(),
+            ],
+            env: Vec::new(),
+            log: cli.work_dir.join("forwarder.log"),
+            port,
+        };
+        ("bare forwarder (hyper)".to_owned(), launch, cli.cold_starts)
+    };
+    eprintln!("cold starts: {name} …");
+    let mut results = report::CaseResults::default();
+    for (cold, rss) in cold_starts(&launch, colds, limit).await? {
+        results.cold_starts.push(cold);
+        results.rss_at_start.extend(rss);
+    }
+    let (guard, cold, rss) = start(&launch, limit).await?;
+    results.cold_starts.push(cold);
+    results.rss_at_start.extend(rss);
+    Ok(Case {
+        id: id.to_owned(),
+        name,
+        target: Target::new(([127, 0, 0, 1], launch.port).into(), path, upstream::MODEL),
+        child: Some(guard),
+        launch: Some(launch),
+        receiver: None,
+        exact_spans: false,
+        results,
+    })
+}
+
+/// nginx's version line (`nginx -v` prints it on stderr).
+fn nginx_version(cli: &Cli) -> String {
+    std::process::Command::new(&cli.nginx_bin)
+        .arg("-v")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stderr).into_owned();
+            text.trim()
+                .rsplit_once('/')
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "(version unknown)".to_owned())
 }
 
 async fn start_litellm(cli: &Cli, up: &upstream::Upstream, path: &str) -> anyhow::Result<Case> {
@@ -753,6 +849,9 @@ fn litellm_version(cli: &Cli) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(upstream) = cli.forwarder_upstream {
+        return forwarder::serve(cli.port, upstream).await;
+    }
     let out = cli.out.clone();
     let text = if cli.auth {
         auth::run(cli).await?

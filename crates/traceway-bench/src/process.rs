@@ -147,9 +147,9 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// Resident memory of `pid` and all its descendants (LiteLLM runs workers as children), KiB.
-pub fn tree_rss_kib(pid: u32) -> Option<u64> {
-    let mut total = rss_kib(pid)?;
+/// The processes below `pid`: children, theirs, and so on.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
     let mut stack = vec![pid];
     while let Some(p) = stack.pop() {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
@@ -161,12 +161,35 @@ pub fn tree_rss_kib(pid: u32) -> Option<u64> {
                 .split_whitespace()
                 .filter_map(|c| c.parse::<u32>().ok())
             {
-                total += rss_kib(c).unwrap_or(0);
+                found.push(c);
                 stack.push(c);
             }
         }
     }
-    Some(total)
+    found
+}
+
+/// Resident memory of `pid` and all its descendants (LiteLLM and nginx run workers as
+/// children), KiB.
+pub fn tree_rss_kib(pid: u32) -> Option<u64> {
+    let own = rss_kib(pid)?;
+    Some(
+        own + descendants(pid)
+            .into_iter()
+            .filter_map(rss_kib)
+            .sum::<u64>(),
+    )
+}
+
+/// CPU time of `pid` and its live descendants so far (see [`cpu_time`]).
+pub fn tree_cpu_time(pid: u32) -> Option<Duration> {
+    let own = cpu_time(Some(pid))?;
+    Some(
+        own + descendants(pid)
+            .into_iter()
+            .filter_map(|c| cpu_time(Some(c)))
+            .sum::<Duration>(),
+    )
 }
 
 /// Sends SIGTERM (through `kill`, as the workspace forbids `unsafe`) and waits up to `limit`

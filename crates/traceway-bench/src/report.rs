@@ -314,6 +314,28 @@ pub fn render(run: &Run, cases: &[Case]) -> String {
             yes(o >= 0.5 * d)
         );
     }
+    // The reference proxies: what any gateway costs on this harness, and Traceway against them.
+    for r in [by_id("forwarder"), by_id("nginx")].into_iter().flatten() {
+        let (Some(d), Some(rr)) = (direct, r.results.max_rps()) else {
+            continue;
+        };
+        let of_direct = paired_ratio(&r.results, &d.results).unwrap_or(0.0);
+        let mut cell = format!(
+            "{:.0}% of direct ({rr:.0} req/s; {} µs of CPU per request)",
+            100.0 * of_direct,
+            r.results.max_cpu.gateway_us()
+        );
+        for t in [off, otlp].into_iter().flatten() {
+            if let Some(x) = paired_ratio(&t.results, &r.results) {
+                let _ = write!(cell, "; {}: {:.0}% of it", t.name, 100.0 * x);
+            }
+        }
+        let _ = writeln!(
+            s,
+            "| (reference) {}, max throughput, round by round | {cell} | — |",
+            r.name
+        );
+    }
     fn rate_h(c: Option<&Case>) -> Option<&Hist> {
         c.and_then(|c| c.results.rate.as_ref())
             .map(|r| &r.outcome.latency)
