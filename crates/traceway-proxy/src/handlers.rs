@@ -248,8 +248,24 @@ fn metadata_attributes(request: &Request) -> Vec<KeyValue> {
         .collect()
 }
 
+/// Reads the request body whole, up to `limit` bytes, on a task of its own.
+///
+/// hyper hands an HTTP/1 body over through a one-chunk channel, and when the handler reads it
+/// inline both ends' wakers are the connection's own task: taking the chunk and seeing the end
+/// each wake the task that is running, which tokio's scheduler answers as a yield by waking an
+/// idle worker — two futex calls and a context switch per request, 10–20 µs of CPU at
+/// 1,000 req/s (BENCHMARKS.md). Read on another task, the wakes go from one task to the other
+/// on the same worker. The task is aborted if the handler is dropped.
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    match axum::body::to_bytes(body, limit).await {
+    let read =
+        tokio_util::task::AbortOnDropHandle::new(tokio::spawn(axum::body::to_bytes(body, limit)));
+    let read = read.await.map_err(|e| {
+        ApiError(Error::new(
+            ErrorKind::Internal,
+            format!("reading the request body stopped: {e}"),
+        ))
+    })?;
+    match read {
         Ok(b) => Ok(b),
         Err(e) => {
             let too_large = std::error::Error::source(&e)
