@@ -3,8 +3,10 @@
 # `traceway-bench` binaries into target/release, copies them to target/bench/ (so that another
 # build cannot replace them mid-run), then runs the harness. All traffic stays on 127.0.0.1.
 #
-#   bench/run.sh                      # direct to mock, Traceway tracing off, Traceway OTLP on
-#                                     # (about 4 minutes with the defaults, 6 with LiteLLM)
+#   bench/run.sh                      # direct to mock, a bare forwarder in front of it,
+#                                     # Traceway tracing off, Traceway OTLP on (about 5 minutes
+#                                     # with the defaults, 7 with LiteLLM; add nginx with
+#                                     # --cases direct,forwarder,nginx,off,otlp)
 #   bench/run.sh --with-litellm       # also LiteLLM's proxy with its otel callback (installed
 #                                     # from PyPI into target/bench/litellm-venv by bench/litellm.sh)
 #   bench/run.sh --quick              # a few seconds, to check the harness itself

@@ -111,13 +111,7 @@ mod tests {
     /// Chat and stream requests through the forwarder reach the mock and come back whole.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn forwards_chat_and_streams_to_the_mock() {
-        let up = upstream::start(upstream::UpstreamSettings {
-            latency: Duration::ZERO,
-            stream_chunks: 3,
-            stream_gap: Duration::from_millis(1),
-        })
-        .await
-        .unwrap();
+        let up = upstream::start_small().await;
         let port = crate::process::free_port().unwrap();
         tokio::spawn(serve(port, up.addr));
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();

@@ -381,13 +381,14 @@ async fn start(
     .await?
 }
 
-/// Cold starts of `launch` (each a fresh process on a fresh port), stopped after each.
-async fn cold_starts(
+/// `n` cold starts of `launch` (each a fresh process on a fresh port, stopped after it), then the
+/// process the load goes to; every start's time and RSS right after it are in the results.
+async fn launched(
     launch: &process::Launch,
     n: usize,
     limit: Duration,
-) -> anyhow::Result<Vec<(Duration, Option<u64>)>> {
-    let mut out = Vec::with_capacity(n);
+) -> anyhow::Result<(process::Guard, report::CaseResults)> {
+    let mut results = report::CaseResults::default();
     for _ in 0..n {
         let mut l = launch.clone();
         l.port = process::free_port()?;
@@ -395,13 +396,17 @@ async fn cold_starts(
             l.args[p + 1] = l.port.to_string();
         }
         let (mut guard, cold, rss) = start(&l, limit).await?;
-        out.push((cold, rss));
+        results.cold_starts.push(cold);
+        results.rss_at_start.extend(rss);
         tokio::task::spawn_blocking(move || {
             process::terminate(&mut guard.0, Duration::from_secs(10))
         })
         .await??;
     }
-    Ok(out)
+    let (guard, cold, rss) = start(launch, limit).await?;
+    results.cold_starts.push(cold);
+    results.rss_at_start.extend(rss);
+    Ok((guard, results))
 }
 
 /// Samples the RSS of `pid` (and its children) every 50 ms until `stop`; the peak.
@@ -543,14 +548,7 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
         };
         let cfg = if tc.otlp { &otlp_cfg } else { &off_cfg };
         let launch = traceway_launch(&cli, tc.id, tc.ui_buffer, cfg, rx.as_ref(), &[])?;
-        let mut results = report::CaseResults::default();
-        for (cold, rss) in cold_starts(&launch, cli.cold_starts, start_limit).await? {
-            results.cold_starts.push(cold);
-            results.rss_at_start.extend(rss);
-        }
-        let (guard, cold, rss) = start(&launch, start_limit).await?;
-        results.cold_starts.push(cold);
-        results.rss_at_start.extend(rss);
+        let (guard, results) = launched(&launch, cli.cold_starts, start_limit).await?;
         cases.push(Case {
             id: id.clone(),
             name: tc.name.to_owned(),
@@ -764,14 +762,7 @@ async fn start_reference(
         ("bare forwarder (hyper)".to_owned(), launch, cli.cold_starts)
     };
     eprintln!("cold starts: {name} …");
-    let mut results = report::CaseResults::default();
-    for (cold, rss) in cold_starts(&launch, colds, limit).await? {
-        results.cold_starts.push(cold);
-        results.rss_at_start.extend(rss);
-    }
-    let (guard, cold, rss) = start(&launch, limit).await?;
-    results.cold_starts.push(cold);
-    results.rss_at_start.extend(rss);
+    let (guard, results) = launched(&launch, colds, limit).await?;
     Ok(Case {
         id: id.to_owned(),
         name,
@@ -811,14 +802,7 @@ async fn start_litellm(cli: &Cli, up: &upstream::Upstream, path: &str) -> anyhow
     let launch = litellm_launch(cli, &cfg, &rx)?;
     let limit = Duration::from_secs(120);
     eprintln!("LiteLLM cold starts (seconds each) …");
-    let mut results = report::CaseResults::default();
-    for (cold, rss) in cold_starts(&launch, cli.litellm_cold_starts, limit).await? {
-        results.cold_starts.push(cold);
-        results.rss_at_start.extend(rss);
-    }
-    let (guard, cold, rss) = start(&launch, limit).await?;
-    results.cold_starts.push(cold);
-    results.rss_at_start.extend(rss);
+    let (guard, results) = launched(&launch, cli.litellm_cold_starts, limit).await?;
     Ok(Case {
         id: "litellm".to_owned(),
         name: format!("LiteLLM proxy {}, otel on", litellm_version(cli)),
@@ -873,13 +857,7 @@ mod tests {
     /// modes, JSON and SSE.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn smoke_direct_to_the_mock() {
-        let up = upstream::start(upstream::UpstreamSettings {
-            latency: Duration::ZERO,
-            stream_chunks: 3,
-            stream_gap: Duration::from_millis(1),
-        })
-        .await
-        .unwrap();
+        let up = upstream::start_small().await;
         let target = Target::new(up.addr, "/v1/chat/completions", upstream::MODEL);
         let o = load::closed(&target, Kind::Chat, 2, Duration::from_millis(150))
             .await

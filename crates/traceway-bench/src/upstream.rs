@@ -222,6 +222,18 @@ pub async fn start(settings: UpstreamSettings) -> anyhow::Result<Upstream> {
     Ok(Upstream { addr, requests })
 }
 
+/// A mock for the harness's own tests: no latency, streams of 3 chunks 1 ms apart.
+#[cfg(test)]
+pub async fn start_small() -> Upstream {
+    start(UpstreamSettings {
+        latency: Duration::ZERO,
+        stream_chunks: 3,
+        stream_gap: Duration::from_millis(1),
+    })
+    .await
+    .expect("the mock upstream starts")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
