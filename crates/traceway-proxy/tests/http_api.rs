@@ -946,3 +946,30 @@ async fn model_group_info_summarises_each_group() {
     assert_eq!(one["data"].as_array().unwrap().len(), 1);
     assert_eq!(one["data"][0]["model_group"], "emb");
 }
+
+/// As LiteLLM does, an `openai/` entry that names no `api_base` or `organization` takes them
+/// from `OPENAI_BASE_URL` (before `OPENAI_API_BASE`) and `OPENAI_ORGANIZATION`, here from the
+/// config's `environment_variables`; an entry's own `organization` wins over the variable.
+#[tokio::test]
+async fn openai_base_and_organization_come_from_the_environment_when_left_out() {
+    let up = OpenAiUpstream::start().await;
+    let cfg = format!(
+        "model_list:\n  - model_name: gpt\n    litellm_params:\n      model: openai/gpt-4o-mini\n  - model_name: own-org\n    litellm_params:\n      model: openai/gpt-4o-mini\n      organization: org-own\nenvironment_variables:\n  OPENAI_BASE_URL: {}\n  OPENAI_API_BASE: http://127.0.0.1:9/v1\n  OPENAI_ORGANIZATION: org-from-env\n  OPENAI_API_KEY: sk-env-key\n",
+        up.api_base()
+    );
+    let p = proxy(&cfg, &[]).await;
+    for (model, org) in [("gpt", "org-from-env"), ("own-org", "org-own")] {
+        let resp = http()
+            .post(format!("{}/v1/chat/completions", p.url()))
+            .json(&chat_body(model))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+        let sent = up.last_request();
+        assert_eq!(sent.path, "/v1/chat/completions");
+        assert_eq!(sent.headers["openai-organization"], org);
+        assert_eq!(sent.headers["authorization"], "Bearer sk-env-key");
+        assert!(sent.body.get("organization").is_none());
+    }
+}

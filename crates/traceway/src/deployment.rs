@@ -272,14 +272,25 @@ impl Deployment {
                 &config.params,
             ),
         };
-        // No key configured: the provider's env var, as LiteLLM reads it.
-        let api_key = config.api_key.or_else(|| {
-            backend
-                .api_key_env()
-                .iter()
+        // No key, base or setting configured: the provider's env vars, as LiteLLM reads them.
+        let first_set = |vars: &[&str]| {
+            vars.iter()
                 .find_map(|var| env.var(var).filter(|v| !v.is_empty()))
-                .map(Secret::new)
-        });
+        };
+        let api_key = config
+            .api_key
+            .or_else(|| first_set(backend.api_key_env()).map(Secret::new));
+        let api_base = config
+            .api_base
+            .or_else(|| first_set(backend.api_base_env()));
+        let mut params = config.params;
+        for (param, vars) in backend.params_env() {
+            if !params.contains_key(*param)
+                && let Some(value) = first_set(vars)
+            {
+                params.insert((*param).to_owned(), serde_json::Value::String(value));
+            }
+        }
         let span_values = Arc::new(crate::telemetry::SpanValues::new(
             &id,
             &config.model_name,
@@ -293,12 +304,12 @@ impl Deployment {
             model_group: config.model_name,
             model: model.to_owned(),
             provider_model: config.model.clone(),
-            api_base: config.api_base,
+            api_base,
             api_key,
             timeout: config.timeout,
             stream_timeout: config.stream_timeout,
             mock_response: config.mock_response,
-            params: config.params,
+            params,
             backend,
             weight: config.weight,
             rpm: config.rpm,

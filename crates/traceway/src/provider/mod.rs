@@ -214,6 +214,16 @@ pub trait HttpProvider: Send + Sync + std::fmt::Debug {
     fn api_key_env(&self) -> &'static [&'static str] {
         &[]
     }
+    /// Env vars read, once when the deployment is built, for the API base when a deployment
+    /// names none, first set wins (providers that read theirs per request leave this empty).
+    fn api_base_env(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// `litellm_params` settings read, once when the deployment is built, from env vars when a
+    /// deployment leaves them out: `(param, vars)`, first set var wins.
+    fn params_env(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[]
+    }
     /// Whether the upstream has a text-completion endpoint. Without one, a text completion is
     /// sent as a one-message chat and its answer turned back (`completion_as_chat`).
     fn serves_completions(&self) -> bool {
@@ -274,6 +284,22 @@ impl Backend {
         match self {
             Backend::Mock => &[],
             Backend::Http(p) => p.api_key_env(),
+        }
+    }
+
+    /// Env vars read for the API base when a deployment names none.
+    pub fn api_base_env(&self) -> &'static [&'static str] {
+        match self {
+            Backend::Mock => &[],
+            Backend::Http(p) => p.api_base_env(),
+        }
+    }
+
+    /// `litellm_params` settings read from env vars when a deployment leaves them out.
+    pub fn params_env(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        match self {
+            Backend::Mock => &[],
+            Backend::Http(p) => p.params_env(),
         }
     }
 }

@@ -235,6 +235,14 @@ impl HttpProvider for OpenAi {
         &["OPENAI_API_KEY"]
     }
 
+    fn api_base_env(&self) -> &'static [&'static str] {
+        &["OPENAI_BASE_URL", "OPENAI_API_BASE"]
+    }
+
+    fn params_env(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[("organization", &["OPENAI_ORGANIZATION"])]
+    }
+
     fn parse_response(
         &self,
         _target: &Target<'_>,
