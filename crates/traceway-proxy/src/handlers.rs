@@ -7,7 +7,7 @@ use crate::request_span::RequestSpan;
 use crate::server::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use opentelemetry::KeyValue;
@@ -248,6 +248,14 @@ fn metadata_attributes(request: &Request) -> Vec<KeyValue> {
         .collect()
 }
 
+/// A 200 answer with `headers` as its whole header map: handed over as it is, where axum's
+/// `(StatusCode, HeaderMap, body)` would insert every header again into the response's own map.
+fn answer(body: Body, headers: HeaderMap) -> Response {
+    let mut response = Response::new(body);
+    *response.headers_mut() = headers;
+    response
+}
+
 /// Reads the request body whole, up to `limit` bytes, on a task of its own.
 ///
 /// hyper hands an HTTP/1 body over through a one-chunk channel, and when the handler reads it
@@ -414,7 +422,8 @@ async fn serve(
     if let Some(m) = &mut meter {
         m.priced(price);
     }
-    let mut out_headers = HeaderMap::new();
+    // Room for these, the content headers and the request id added on the way out.
+    let mut out_headers = HeaderMap::with_capacity(8);
     if let Ok(v) = HeaderValue::from_str(&routed.info.deployment_id) {
         out_headers.insert(HEADER_MODEL_ID, v);
     }
@@ -456,7 +465,7 @@ async fn serve(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
-            Ok((StatusCode::OK, out_headers, body).into_response())
+            Ok(answer(Body::from(body), out_headers))
         }
         Reply::Stream(mut chunks) => {
             // As LiteLLM's proxy does, the answer waits for the stream's first chunk: a stream
@@ -481,7 +490,7 @@ async fn serve(
                 )),
                 None => Body::from_stream(sse_body(chunks, span, state.abort.clone())),
             };
-            Ok((StatusCode::OK, out_headers, body).into_response())
+            Ok(answer(body, out_headers))
         }
     }
 }
