@@ -10,6 +10,14 @@ use std::collections::HashMap;
 pub trait Env: Send + Sync {
     /// The value of `name`, or `None` when it is unset or not valid Unicode.
     fn var(&self, name: &str) -> Option<String>;
+
+    /// The value of the first of `names` that is set and not empty (a provider's fallbacks,
+    /// `OPENAI_BASE_URL` before `OPENAI_API_BASE` …).
+    fn first_set(&self, names: &[&str]) -> Option<String> {
+        names
+            .iter()
+            .find_map(|name| self.var(name).filter(|v| !v.is_empty()))
+    }
 }
 
 /// The real process environment.

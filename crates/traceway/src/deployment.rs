@@ -273,20 +273,16 @@ impl Deployment {
             ),
         };
         // No key, base or setting configured: the provider's env vars, as LiteLLM reads them.
-        let first_set = |vars: &[&str]| {
-            vars.iter()
-                .find_map(|var| env.var(var).filter(|v| !v.is_empty()))
-        };
         let api_key = config
             .api_key
-            .or_else(|| first_set(backend.api_key_env()).map(Secret::new));
+            .or_else(|| env.first_set(backend.api_key_env()).map(Secret::new));
         let api_base = config
             .api_base
-            .or_else(|| first_set(backend.api_base_env()));
+            .or_else(|| env.first_set(backend.api_base_env()));
         let mut params = config.params;
         for (param, vars) in backend.params_env() {
             if !params.contains_key(*param)
-                && let Some(value) = first_set(vars)
+                && let Some(value) = env.first_set(vars)
             {
                 params.insert((*param).to_owned(), serde_json::Value::String(value));
             }

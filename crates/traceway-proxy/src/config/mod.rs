@@ -463,10 +463,7 @@ fn deployment(
 fn provider_key_from_env(model: &str, env: &dyn Env) -> Option<String> {
     let prefix = model.split_once('/')?.0;
     let backend = traceway::provider::backend_for(prefix)?;
-    backend
-        .api_key_env()
-        .iter()
-        .find_map(|var| env.var(var).filter(|v| !v.is_empty()))
+    env.first_set(backend.api_key_env())
 }
 
 #[cfg(test)]

@@ -176,11 +176,7 @@ impl Compatible {
         target
             .api_base
             .map(str::to_owned)
-            .or_else(|| {
-                p.base_env
-                    .iter()
-                    .find_map(|v| env.var(v).filter(|s| !s.is_empty()))
-            })
+            .or_else(|| env.first_set(p.base_env))
             .or_else(|| p.api_base.map(str::to_owned))
             .map(|b| b.trim_end_matches('/').to_owned())
             .ok_or_else(|| {
